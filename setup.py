@@ -1,0 +1,33 @@
+"""Build script: declares the Cython core in ext/ as ``dynamo_sessions._core_c``.
+
+``DYNAMO_SESSIONS_NO_EXTENSIONS=1`` at build time makes a pure-Python build.  Otherwise the
+extension must compile: a failed compile fails the build loudly instead of quietly shipping the
+slow twin (the pure-Python wheel is published separately for platforms without a compiler).
+"""
+
+import os
+import sys
+
+from setuptools import Extension, setup
+
+NO_EXTENSIONS = os.environ.get("DYNAMO_SESSIONS_NO_EXTENSIONS", "") not in ("", "0")
+
+if NO_EXTENSIONS:
+    print("*********************\n* Pure Python build *\n*********************", file=sys.stderr)
+    ext_modules = []
+else:
+    from Cython.Build import cythonize
+
+    print("**********************\n* Accelerated build  *\n**********************", file=sys.stderr)
+    ext_modules = cythonize(
+        [Extension("dynamo_sessions._core_c", ["ext/_core_c.pyx"], extra_compile_args=["-O2"])],
+        compiler_directives={
+            "language_level": "3",
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "embedsignature": True,
+        },
+    )
+
+setup(ext_modules=ext_modules)

@@ -1,0 +1,58 @@
+"""The one place that chooses the compiled core or its pure-Python twin.
+
+``DYNAMO_SESSIONS_NO_EXTENSIONS=1`` forces the twin; otherwise the compiled module is used when
+it imports.  ``IMPLEMENTATION`` says which one is loaded ("compiled" or "python").
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+NO_EXTENSIONS = os.environ.get("DYNAMO_SESSIONS_NO_EXTENSIONS", "") not in ("", "0")
+
+if TYPE_CHECKING or NO_EXTENSIONS:
+    from . import _core_py as core
+
+    IMPLEMENTATION = "python"
+else:
+    try:
+        from . import _core_c as core
+
+        IMPLEMENTATION = "compiled"
+    except ImportError:  # no compiled core for this platform: the pure-Python wheel
+        from . import _core_py as core
+
+        IMPLEMENTATION = "python"
+
+encode_session = core.encode_session
+decode_session = core.decode_session
+pack_session = core.pack_session
+unpack_session = core.unpack_session
+item_size = core.item_size
+attribute_value_size = core.attribute_value_size
+number_size = core.number_size
+write_units = core.write_units
+read_units = core.read_units
+LockRetryBackoff = core.LockRetryBackoff
+MAX_ITEM_BYTES = core.MAX_ITEM_BYTES
+WRITE_UNIT_BYTES = core.WRITE_UNIT_BYTES
+READ_UNIT_BYTES = core.READ_UNIT_BYTES
+
+__all__ = [
+    "IMPLEMENTATION",
+    "MAX_ITEM_BYTES",
+    "NO_EXTENSIONS",
+    "READ_UNIT_BYTES",
+    "WRITE_UNIT_BYTES",
+    "LockRetryBackoff",
+    "attribute_value_size",
+    "decode_session",
+    "encode_session",
+    "item_size",
+    "number_size",
+    "pack_session",
+    "read_units",
+    "unpack_session",
+    "write_units",
+]

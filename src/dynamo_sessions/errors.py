@@ -1,0 +1,77 @@
+"""Typed errors: every failure a caller may want to handle has its own class.
+
+All derive from :class:`DynamoSessionsError`; the ones caused by bad input also derive from the
+builtin a caller would expect (``ValueError`` / ``TypeError``), so ``except ValueError`` still works.
+"""
+
+from __future__ import annotations
+
+
+class DynamoSessionsError(Exception):
+    """Base class of every error raised by dynamo-sessions."""
+
+
+class ConfigError(DynamoSessionsError, ValueError):
+    """An option is unknown, of the wrong type or out of range."""
+
+
+class SessionEncodeError(DynamoSessionsError, TypeError):
+    """A session value cannot be stored (unsupported type, naive datetime, int out of range).
+
+    ``key`` is the path of the offending value, e.g. ``"cart[2].added"``.
+    """
+
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class CorruptSession(DynamoSessionsError, ValueError):
+    """Stored session bytes cannot be decoded (truncated, wrong header, garbage, wrong types).
+
+    Raised instead of returning an empty session, so that a broken item is never silently
+    replaced by a fresh one.
+    """
+
+
+class SessionTooLarge(DynamoSessionsError, ValueError):
+    """The item would exceed DynamoDB's 400 KB item limit; nothing was written."""
+
+    def __init__(self, message: str, size_bytes: int = 0, limit_bytes: int = 0) -> None:
+        super().__init__(message)
+        self.size_bytes = size_bytes
+        self.limit_bytes = limit_bytes
+
+
+class LockTimeout(DynamoSessionsError):
+    """The session lock could not be acquired within ``max_lock_wait_seconds``.
+
+    No session data is returned and no lock is touched: the request should fail (HTTP 503),
+    never proceed with an empty session.
+    """
+
+
+class LockLost(DynamoSessionsError):
+    """This request's lock lease expired and another request took the session over.
+
+    The write was refused so that the newer request's data is not overwritten.
+    """
+
+
+class SessionConflict(DynamoSessionsError):
+    """An optimistic write kept losing races after its bounded number of merge retries."""
+
+
+class SessionGone(DynamoSessionsError):
+    """The session was deleted (logout, expiry, GC) while this request held it.
+
+    Raised by writes that must not resurrect a deleted session (Django's ``UpdateError``).
+    """
+
+
+class SessionExists(DynamoSessionsError):
+    """A create-only write found an item under that id already (Django's ``CreateError``)."""
+
+
+class TableNotFound(DynamoSessionsError):
+    """The sessions table does not exist: create it with ``dynamo-sessions create-table``."""

