@@ -14,6 +14,7 @@ from ._core import (
     read_units,
     write_units,
 )
+from .config import SessionConfig, make_client
 from .errors import (
     ConfigError,
     CorruptSession,
@@ -27,6 +28,9 @@ from .errors import (
     SessionTooLarge,
     TableNotFound,
 )
+from .handler import SessionHandler
+from .metrics import Metrics, OperationMetrics
+from .store import LoadedSession, SessionStore, create_store, new_session_id
 
 __version__ = "0.1.0"
 
@@ -35,19 +39,28 @@ __all__ = [
     "ConfigError",
     "CorruptSession",
     "DynamoSessionsError",
+    "LoadedSession",
     "LockLost",
     "LockRetryBackoff",
     "LockTimeout",
+    "Metrics",
+    "OperationMetrics",
+    "SessionConfig",
     "SessionConflict",
     "SessionEncodeError",
     "SessionExists",
     "SessionGone",
+    "SessionHandler",
+    "SessionStore",
     "SessionTooLarge",
     "TableNotFound",
     "__version__",
+    "create_store",
     "decode_session",
     "encode_session",
     "item_size",
+    "make_client",
+    "new_session_id",
     "read_units",
     "write_units",
 ]

@@ -1,0 +1,240 @@
+"""``SessionConfig``: every option of the PHP DynamoDB session handler, with units in the names.
+
+``SessionConfig.from_php_options({...})`` takes the PHP guide's own keys and values, so a config
+can be carried over as it is; ``SessionConfig.from_options({...})`` takes ours from a mapping
+(config files, environment).  Unknown options and out-of-range values raise ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .errors import ConfigError
+
+LOCKING_MODES = ("none", "pessimistic", "optimistic")
+LOCK_RETRY_MODES = ("exponential", "uniform")
+GC_MODES = ("conditional", "batch")
+BOTO_RETRY_MODES = ("standard", "adaptive", "legacy")
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionConfig:
+    """Options of a session store; all have defaults (the PHP handler's where it has one)."""
+
+    table_name: str = "sessions"
+    """DynamoDB table holding the sessions."""
+    hash_key: str = "id"
+    """Name of the table's string hash key; it holds ``<session_name>_<session_id>``."""
+    session_lifetime_seconds: int = 1440
+    """Lifetime of an inactive session (PHP's ``session.gc_maxlifetime`` default)."""
+    consistent_read: bool = True
+    """Strongly consistent GetItem (1 RCU per 4 KB) rather than eventual (half)."""
+    locking: str = "none"
+    """``none`` (last writer wins), ``pessimistic`` (a lease lock) or ``optimistic``
+    (versioned writes that merge concurrent changes; recommended for multi-tab apps)."""
+    automatic_gc: bool = False
+    """Run garbage collection from ``open()`` with probability ``gc_probability/gc_divisor``
+    (PHP style). Off by default: enable TTL and run ``dynamo-sessions gc`` off-peak instead."""
+    gc_probability: int = 1
+    gc_divisor: int = 100
+    gc_batch_size: int = 25
+    """Keys per BatchWriteItem (batch mode) or deletes in flight (conditional mode); 1..25."""
+    gc_operation_delay_seconds: float = 0.0
+    """Pause between the service operations of a garbage collection."""
+    gc_mode: str = "conditional"
+    """``conditional``: each delete is conditional on the item still being expired and unlocked
+    (never deletes a session refreshed after the scan saw it). ``batch``: the PHP handler's
+    BatchWriteItem deletes - fewer calls, but a session refreshed between the scan and the
+    delete is lost."""
+    gc_segments: int = 1
+    """Parallel Scan segments of a garbage collection."""
+    max_lock_wait_seconds: float = 10.0
+    """Longest a request waits for a session lock before ``LockTimeout`` (pessimistic)."""
+    min_lock_retry_microseconds: int = 10_000
+    max_lock_retry_microseconds: int = 50_000
+    lock_retry_mode: str = "exponential"
+    """``exponential`` backoff with jitter, or ``uniform`` random delays as in PHP."""
+    lock_lease_seconds: float = 30.0
+    """A lock expires this long after it was taken: a crashed holder blocks nobody for longer."""
+    expiry_refresh_fraction: float = 0.5
+    """An unchanged session's expiry is rewritten only when less than this share of its
+    lifetime remains, so most read-only requests cost no write."""
+    delete_expired_on_read: bool = True
+    """Delete (conditionally) an expired item found by a read, as PHP does; TTL would too."""
+    max_write_retries: int = 32
+    """Optimistic mode: merge-and-retry attempts before ``SessionConflict`` (the retries also
+    stop at ``max_lock_wait_seconds``)."""
+    compress: bool = True
+    """Compress a payload when that lowers the write units of the item."""
+    hash_session_ids: bool = False
+    """Store SHA-256 of the session id instead of the id itself (not PHP-compatible)."""
+    boto_retry_mode: str = "standard"
+    """botocore retry mode for clients the store creates (throttling, 5xx, timeouts)."""
+    boto_max_attempts: int = 5
+    connect_timeout_seconds: float = 2.0
+    read_timeout_seconds: float = 5.0
+    endpoint_url: str | None = None
+    region_name: str | None = None
+    client: Any = None
+    """A low-level boto3 DynamoDB client (PHP's ``dynamodb_client``); made from the options
+    above when not given."""
+    on_operation: Callable[..., Any] | None = None
+    """Called after every DynamoDB call with an ``OperationMetrics`` (metrics hook)."""
+
+    def __post_init__(self) -> None:
+        def need(condition: bool, option: str, what: str) -> None:
+            if not condition:
+                raise ConfigError(f"{option}={getattr(self, option)!r}: {what}")
+
+        for name in ("table_name", "hash_key"):
+            need(isinstance(getattr(self, name), str) and bool(getattr(self, name)), name,
+                 "must be a non-empty string")
+        need(3 <= len(self.table_name) <= 255, "table_name", "must be 3..255 characters")
+        for name in ("consistent_read", "automatic_gc", "delete_expired_on_read", "compress",
+                     "hash_session_ids"):
+            need(isinstance(getattr(self, name), bool), name, "must be True or False")
+        for name in ("session_lifetime_seconds", "gc_probability", "gc_divisor", "gc_batch_size",
+                     "gc_segments", "min_lock_retry_microseconds", "max_lock_retry_microseconds",
+                     "max_write_retries", "boto_max_attempts"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and not isinstance(value, bool), name,
+                 "must be an integer")
+        for name in ("gc_operation_delay_seconds", "max_lock_wait_seconds", "lock_lease_seconds",
+                     "expiry_refresh_fraction", "connect_timeout_seconds",
+                     "read_timeout_seconds"):
+            value = getattr(self, name)
+            need(isinstance(value, (int, float)) and not isinstance(value, bool), name,
+                 "must be a number")
+        need(self.locking in LOCKING_MODES, "locking", f"must be one of {LOCKING_MODES}")
+        need(self.lock_retry_mode in LOCK_RETRY_MODES, "lock_retry_mode",
+             f"must be one of {LOCK_RETRY_MODES}")
+        need(self.gc_mode in GC_MODES, "gc_mode", f"must be one of {GC_MODES}")
+        need(self.boto_retry_mode in BOTO_RETRY_MODES, "boto_retry_mode",
+             f"must be one of {BOTO_RETRY_MODES}")
+        need(self.session_lifetime_seconds > 0, "session_lifetime_seconds", "must be > 0")
+        need(self.gc_probability >= 0, "gc_probability", "must be >= 0")
+        need(self.gc_divisor > 0, "gc_divisor", "must be > 0")
+        need(1 <= self.gc_batch_size <= 25, "gc_batch_size",
+             "must be 1..25 (BatchWriteItem takes at most 25 requests)")
+        need(1 <= self.gc_segments <= 1_000_000, "gc_segments", "must be 1..1000000")
+        need(self.gc_operation_delay_seconds >= 0, "gc_operation_delay_seconds", "must be >= 0")
+        need(self.max_lock_wait_seconds >= 0, "max_lock_wait_seconds", "must be >= 0")
+        need(self.min_lock_retry_microseconds >= 0, "min_lock_retry_microseconds",
+             "must be >= 0")
+        need(self.max_lock_retry_microseconds >= self.min_lock_retry_microseconds,
+             "max_lock_retry_microseconds", "must be >= min_lock_retry_microseconds")
+        need(self.lock_lease_seconds > 0, "lock_lease_seconds", "must be > 0")
+        need(0.0 <= self.expiry_refresh_fraction <= 1.0, "expiry_refresh_fraction",
+             "must be between 0 and 1")
+        need(self.max_write_retries >= 0, "max_write_retries", "must be >= 0")
+        need(self.boto_max_attempts >= 1, "boto_max_attempts", "must be >= 1")
+        need(self.connect_timeout_seconds > 0, "connect_timeout_seconds", "must be > 0")
+        need(self.read_timeout_seconds > 0, "read_timeout_seconds", "must be > 0")
+        need(self.on_operation is None or callable(self.on_operation), "on_operation",
+             "must be callable")
+
+    # --- construction from mappings -----------------------------------------------------------
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [field.name for field in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> SessionConfig:
+        """Build from a mapping of our option names; unknown names raise ``ConfigError``."""
+        known = cls.option_names()
+        unknown = [key for key in options if key not in known]
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ConfigError("unknown session option(s): " + ", ".join(hints))
+        return cls(**dict(options))
+
+    def replace(self, **changes: Any) -> SessionConfig:
+        """A copy with some options changed (validated like the original)."""
+        return self.from_options({**dataclasses.asdict(self), "client": self.client,
+                                  "on_operation": self.on_operation, **changes})
+
+    @classmethod
+    def from_php_options(cls, options: Mapping[str, Any]) -> SessionConfig:
+        """Build from the PHP handler's option array, keys and values as in its guide.
+
+        ``locking_strategy``: ``None``/``'null'`` -> ``none``, ``'pessimistic'`` (and the
+        guide's spelling ``'pessemistic'``) -> ``pessimistic``; ``'optimistic'`` is ours.
+        ``automatic_gc`` takes PHP's 0/1 or a bool.  ``session_lifetime`` defaults, as in PHP,
+        to ``session.gc_maxlifetime`` (1440).
+        """
+        renames = {
+            "table_name": "table_name",
+            "hash_key": "hash_key",
+            "session_lifetime": "session_lifetime_seconds",
+            "consistent_read": "consistent_read",
+            "locking_strategy": "locking",
+            "automatic_gc": "automatic_gc",
+            "gc_batch_size": "gc_batch_size",
+            "gc_operation_delay": "gc_operation_delay_seconds",
+            "max_lock_wait_time": "max_lock_wait_seconds",
+            "min_lock_retry_microtime": "min_lock_retry_microseconds",
+            "max_lock_retry_microtime": "max_lock_retry_microseconds",
+            "dynamodb_client": "client",
+        }
+        unknown = [key for key in options if key not in renames]
+        if unknown:
+            raise ConfigError(
+                "unknown PHP session handler option(s): "
+                + ", ".join(repr(key) for key in unknown)
+                + f"; the guide's options are {sorted(renames)}"
+            )
+        ours: dict[str, Any] = {}
+        for key, value in options.items():
+            name = renames[key]
+            if name == "locking":
+                value = _php_locking(value)
+            elif name in ("automatic_gc", "consistent_read"):
+                if value not in (0, 1, True, False, "0", "1"):
+                    raise ConfigError(f"{key}={value!r}: must be a boolean or 0/1")
+                value = value in (1, True, "1")
+            ours[name] = value
+        return cls.from_options(ours)
+
+
+def _php_locking(value: Any) -> str:
+    if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "")):
+        return "none"
+    if isinstance(value, str) and value.lower() in ("pessimistic", "pessemistic"):
+        return "pessimistic"
+    if isinstance(value, str) and value.lower() == "optimistic":
+        return "optimistic"
+    raise ConfigError(
+        f"locking_strategy={value!r}: must be null, 'null', 'pessimistic' or 'optimistic'"
+    )
+
+
+def make_client(config: SessionConfig, **overrides: Any) -> Any:
+    """A low-level boto3 DynamoDB client with botocore's own retry mode and timeouts.
+
+    Throttling, 5xx and connection faults are retried by botocore (``boto_retry_mode``,
+    ``boto_max_attempts``), never by a home-made loop.
+    """
+    import boto3
+    from botocore.config import Config
+
+    kwargs: dict[str, Any] = {
+        "config": Config(
+            retries={"mode": config.boto_retry_mode, "max_attempts": config.boto_max_attempts},
+            connect_timeout=config.connect_timeout_seconds,
+            read_timeout=config.read_timeout_seconds,
+            tcp_keepalive=True,
+        )
+    }
+    if config.endpoint_url:
+        kwargs["endpoint_url"] = config.endpoint_url
+    if config.region_name:
+        kwargs["region_name"] = config.region_name
+    kwargs.update(overrides)
+    return boto3.client("dynamodb", **kwargs)

@@ -1,0 +1,131 @@
+"""``SessionHandler``: the PHP session protocol (open/close/read/write/destroy/gc) on a store.
+
+It holds the protocol only; DynamoDB work is the store's (``store.py``) and the table's
+(``table.py``).  The handler is safe to share across threads: what a thread has read is kept
+per thread, so two requests for the same session in one process do not mix their state.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import table
+from .config import SessionConfig
+from .metrics import Metrics
+from .store import LoadedSession, SessionStore, create_store
+
+
+class SessionHandler:
+    """DynamoDB session handler with the PHP handler's protocol and options.
+
+    >>> handler = SessionHandler(SessionConfig(locking="optimistic"), client)
+    >>> handler.open("", "PHPSESSID")
+    >>> data = handler.read(session_id)         # {} for a new or expired session
+    >>> handler.write(session_id, {**data, "user": "jeremy"})
+    >>> handler.close()
+    """
+
+    def __init__(self, config: SessionConfig | None = None, client: Any = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config or SessionConfig()
+        self.store: SessionStore = create_store(self.config, client, clock=clock)
+        self.client = self.store.client
+        self._local = threading.local()
+
+    @classmethod
+    def factory(cls, options: Mapping[str, Any]) -> SessionHandler:
+        """Build from the PHP handler's option array (``SessionHandler::factory``)."""
+        return cls(SessionConfig.from_php_options(options))
+
+    @property
+    def metrics(self) -> Metrics:
+        """Calls and consumed RCU/WCU so far, as DynamoDB reported them."""
+        return self.store.metrics
+
+    def _open_sessions(self) -> dict[str, LoadedSession]:
+        sessions: dict[str, LoadedSession] | None = getattr(self._local, "sessions", None)
+        if sessions is None:
+            sessions = self._local.sessions = {}
+        return sessions
+
+    # --- protocol ---------------------------------------------------------------------------
+
+    def open(self, save_path: str = "", session_name: str = "PHPSESSID") -> bool:
+        """Start using sessions named ``session_name`` (the key prefix); maybe run GC."""
+        self.store.session_name = session_name
+        config = self.config
+        if config.automatic_gc and random.random() * config.gc_divisor < config.gc_probability:
+            self.garbage_collect()
+        return True
+
+    def close(self) -> bool:
+        """Release every lock this thread still holds (sessions read but not written)."""
+        sessions = self._open_sessions()
+        while sessions:
+            _, session = sessions.popitem()
+            self.store.release(session)
+        return True
+
+    def read(self, session_id: str) -> dict[str, Any]:
+        """The session's data; ``{}`` for a new or expired session.
+
+        With pessimistic locking this takes the lock (or raises ``LockTimeout``).  Read errors
+        and undecodable items are raised, never turned into an empty session.
+        """
+        sessions = self._open_sessions()
+        previous = sessions.pop(session_id, None)
+        if previous is not None:
+            self.store.release(previous)
+        session = self.store.load(session_id)
+        sessions[session_id] = session
+        return session.data
+
+    def write(self, session_id: str, data: Mapping[str, Any]) -> bool:
+        """Store the session's data (and release its lock).
+
+        Writes nothing when the data is unchanged and the expiry is not yet due; deletes the
+        item when the data is empty.  On error the stored session is left as it was and the
+        lock is released.
+        """
+        sessions = self._open_sessions()
+        session = sessions.pop(session_id, None)
+        if session is None:
+            session = self.store.load(session_id)
+        return self.store.save(session, data)
+
+    def destroy(self, session_id: str) -> bool:
+        """Delete the session (and with it any lock on it)."""
+        self._open_sessions().pop(session_id, None)
+        return self.store.delete(session_id)
+
+    def gc(self, max_lifetime_seconds: int = 0) -> int:
+        """PHP's gc hook: collects only when ``automatic_gc`` is on; returns items deleted.
+
+        Expiry is per item (``expires``), so ``max_lifetime_seconds`` is not needed.
+        """
+        if not self.config.automatic_gc:
+            return 0
+        return self.garbage_collect().deleted
+
+    # --- table and garbage collection ---------------------------------------------------------
+
+    def create_table(self, read_capacity: int | None = None, write_capacity: int | None = None,
+                     wait: bool = True) -> dict[str, Any]:
+        """Create the table (on demand unless capacities are given), wait, enable TTL."""
+        return table.create_table(self.client, self.config, read_capacity, write_capacity, wait)
+
+    def delete_table(self, wait: bool = True) -> None:
+        table.delete_table(self.client, self.config, wait)
+
+    def describe_table(self) -> dict[str, Any]:
+        return table.describe_table(self.client, self.config)
+
+    def garbage_collect(self, **options: Any) -> table.GcResult:
+        """Delete expired sessions now; see :meth:`table.GarbageCollector.run` for options."""
+        collector = table.GarbageCollector(self.client, self.config, self.store.metrics,
+                                           clock=self.store.clock)
+        return collector.run(**options)

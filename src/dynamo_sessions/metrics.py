@@ -1,0 +1,105 @@
+"""Counters of DynamoDB calls and consumed capacity, and the per-operation hook.
+
+Every call the store makes asks for ``ReturnConsumedCapacity="TOTAL"``; the units DynamoDB
+reports are added here, so the numbers are DynamoDB's own, not estimates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+logger = logging.getLogger("dynamo_sessions")
+
+
+@dataclasses.dataclass(frozen=True)
+class OperationMetrics:
+    """What one store operation cost; passed to ``SessionConfig.on_operation``."""
+
+    operation: str
+    """``read``, ``lock``, ``write``, ``refresh``, ``release``, ``delete``, ``gc_scan``, ..."""
+    session: str
+    """Hashed session id (never the raw id), empty for table-wide operations."""
+    read_units: float
+    write_units: float
+    calls: int
+    lock_wait_seconds: float = 0.0
+    retries: int = 0
+    outcome: str = "ok"
+
+
+@dataclasses.dataclass
+class Metrics:
+    """Totals since the store was made (or since ``reset()``); safe to share across threads."""
+
+    calls: dict[str, int] = dataclasses.field(default_factory=dict)
+    read_units: float = 0.0
+    write_units: float = 0.0
+    lock_waits: int = 0
+    lock_wait_seconds: float = 0.0
+    lock_timeouts: int = 0
+    conflicts: int = 0
+    merges: int = 0
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+
+    def add_call(self, api: str, consumed: Any) -> tuple[float, float]:
+        """Count one DynamoDB call and its ``ConsumedCapacity``; return (RCU, WCU)."""
+        rcu = wcu = 0.0
+        for entry in consumed if isinstance(consumed, list) else [consumed]:
+            if not entry:
+                continue
+            rcu += float(entry.get("ReadCapacityUnits", 0.0) or 0.0)
+            wcu += float(entry.get("WriteCapacityUnits", 0.0) or 0.0)
+            if "ReadCapacityUnits" not in entry and "WriteCapacityUnits" not in entry:
+                units = float(entry.get("CapacityUnits", 0.0) or 0.0)
+                if api in ("GetItem", "Scan", "Query", "BatchGetItem"):
+                    rcu += units
+                else:
+                    wcu += units
+        with self._lock:
+            self.calls[api] = self.calls.get(api, 0) + 1
+            self.read_units += rcu
+            self.write_units += wcu
+        return rcu, wcu
+
+    def add(self, **counts: float) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "calls": dict(self.calls),
+                "total_calls": sum(self.calls.values()),
+                "read_units": self.read_units,
+                "write_units": self.write_units,
+                "lock_waits": self.lock_waits,
+                "lock_wait_seconds": self.lock_wait_seconds,
+                "lock_timeouts": self.lock_timeouts,
+                "conflicts": self.conflicts,
+                "merges": self.merges,
+            }
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.read_units = self.write_units = self.lock_wait_seconds = 0.0
+            self.lock_waits = self.lock_timeouts = self.conflicts = self.merges = 0
+
+
+def emit(hook: Callable[..., Any] | None, metrics: OperationMetrics) -> None:
+    """Give ``metrics`` to the user's hook; a failing hook is logged, never breaks a request."""
+    if hook is None:
+        return
+    try:
+        hook(metrics)
+    except Exception:
+        logger.exception("on_operation hook failed for %s", metrics.operation)

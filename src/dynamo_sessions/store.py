@@ -1,0 +1,659 @@
+"""The connection layer: load, save, release and delete one session item in DynamoDB.
+
+Three strategies share one item layout, compatible with the PHP handler's (hash key
+``<session_name>_<session_id>``, ``data`` binary, ``expires`` epoch seconds = the TTL attribute):
+
+* ``SessionStore`` (``locking="none"``): one GetItem per load; last writer wins.
+* ``PessimisticSessionStore``: a lease lock. One conditional UpdateItem takes the lock
+  (``lock`` = a random owner token, ``lock_until_ms`` = its expiry) and returns the item; an
+  expired lease is taken over; saves and releases are conditional on still owning the lock.
+* ``OptimisticSessionStore``: ``version`` attribute; a save is conditional on the version read;
+  on conflict the keys this request changed are merged onto the newer session and retried.
+
+Strategies are chosen once, by :func:`create_store`.  A store is stateless between requests and
+safe to share across threads; per-request state lives in :class:`LoadedSession`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from . import _core
+from .config import SessionConfig, make_client
+from .errors import (
+    CorruptSession,
+    LockLost,
+    LockTimeout,
+    SessionConflict,
+    SessionExists,
+    SessionGone,
+    SessionTooLarge,
+    TableNotFound,
+)
+from .metrics import Metrics, OperationMetrics, emit, logger
+
+DATA = "data"
+EXPIRES = "expires"
+LOCK = "lock"
+LOCK_UNTIL_MS = "lock_until_ms"
+VERSION = "version"
+
+_IMMEDIATE_RETRIES = 2
+_SESSION_ID = re.compile(r"[A-Za-z0-9_\-.,~:]{1,256}")
+
+
+def new_session_id() -> str:
+    """A fresh session id: 256 bits from ``secrets``, URL-safe (43 characters)."""
+    return secrets.token_urlsafe(32)
+
+
+def is_valid_session_id(session_id: object) -> bool:
+    """True for a str of 1..256 characters from ``[A-Za-z0-9_-.,~:]`` (PHP's ids included)."""
+    return isinstance(session_id, str) and _SESSION_ID.fullmatch(session_id) is not None
+
+
+def log_id(session_id: str) -> str:
+    """What logs and metrics show for a session: a short hash, never the id itself."""
+    return hashlib.sha256(session_id.encode()).hexdigest()[:12]
+
+
+@dataclasses.dataclass
+class LoadedSession:
+    """One request's view of a session: the data, and what is needed to save it cheaply."""
+
+    session_id: str
+    key: str
+    data: dict[str, Any]
+    payload: bytes | None = None
+    """The stored ``data`` bytes as read (None: nothing stored); an equal payload is not
+    rewritten."""
+    expires: int | None = None
+    version: int | None = None
+    lock_token: str | None = None
+    item_exists: bool = False
+    """An item is stored under the key (possibly a lock-only or expired one)."""
+    lock_wait_seconds: float = 0.0
+
+    @property
+    def existed(self) -> bool:
+        """A live session with data was found."""
+        return self.payload is not None
+
+
+def _is_condition_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class SessionStore:
+    """``locking="none"``: plain reads and unconditional writes (last writer wins)."""
+
+    locking = "none"
+
+    def __init__(
+        self,
+        config: SessionConfig | None = None,
+        client: Any = None,
+        session_name: str = "PHPSESSID",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config or SessionConfig()
+        self.client = client or self.config.client or make_client(self.config)
+        self.session_name = session_name
+        self.clock = clock
+        self.metrics = Metrics()
+        self._table = self.config.table_name
+        self._hash_key = self.config.hash_key
+        self._names = {"#k": self._hash_key, "#d": DATA, "#e": EXPIRES}
+        self._lifetime = self.config.session_lifetime_seconds
+        self._refresh_below = self.config.expiry_refresh_fraction * self._lifetime
+
+    # --- keys ---------------------------------------------------------------------------------
+
+    def item_key(self, session_id: str) -> str:
+        """The hash key value for a session id: ``<session_name>_<id>`` (or its SHA-256)."""
+        if not is_valid_session_id(session_id):
+            raise ValueError(
+                "session id must be 1..256 characters of [A-Za-z0-9_-.,~:]; "
+                "use new_session_id() to make one"
+            )
+        if self.config.hash_session_ids:
+            return f"{self.session_name}_{hashlib.sha256(session_id.encode()).hexdigest()}"
+        return f"{self.session_name}_{session_id}"
+
+    def _key(self, key: str) -> dict[str, Any]:
+        return {self._hash_key: {"S": key}}
+
+    # --- calls --------------------------------------------------------------------------------
+
+    def _call(self, api: str, method: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
+        kwargs["TableName"] = self._table
+        kwargs["ReturnConsumedCapacity"] = "TOTAL"
+        try:
+            response: dict[str, Any] = method(**kwargs)
+        except ClientError as exc:
+            self.metrics.add_call(api, exc.response.get("ConsumedCapacity"))
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                raise TableNotFound(
+                    f"DynamoDB table {self._table!r} does not exist: create it with "
+                    f"`dynamo-sessions create-table --table-name {self._table}`"
+                ) from exc
+            raise
+        self.metrics.add_call(api, response.get("ConsumedCapacity"))
+        return response
+
+    def _report(self, operation: str, session: LoadedSession | str, before: tuple[float, float],
+                calls: int, **extra: Any) -> None:
+        hook = self.config.on_operation
+        if hook is None:
+            return
+        sid = session.session_id if isinstance(session, LoadedSession) else session
+        emit(hook, OperationMetrics(
+            operation=operation,
+            session=log_id(sid) if sid else "",
+            read_units=self.metrics.read_units - before[0],
+            write_units=self.metrics.write_units - before[1],
+            calls=calls,
+            **extra,
+        ))
+
+    def _units(self) -> tuple[float, float]:
+        return self.metrics.read_units, self.metrics.write_units
+
+    # --- load ---------------------------------------------------------------------------------
+
+    def load(self, session_id: str) -> LoadedSession:
+        """Read a session.  An absent or expired one loads as empty; a read error is raised.
+
+        Raises :class:`CorruptSession` when the stored bytes cannot be decoded: a broken item
+        is never silently replaced by an empty session.
+        """
+        key = self.item_key(session_id)
+        before = self._units()
+        response = self._call(
+            "GetItem", self.client.get_item, Key=self._key(key),
+            ConsistentRead=self.config.consistent_read,
+        )
+        session = self._from_item(session_id, key, response.get("Item"))
+        self._report("read", session, before, 1)
+        return session
+
+    def _from_item(self, session_id: str, key: str, item: dict[str, Any] | None,
+                   expire: bool = True) -> LoadedSession:
+        session = LoadedSession(session_id=session_id, key=key, data={})
+        if item is None:
+            return session
+        session.item_exists = True
+        expires = item.get(EXPIRES)
+        session.expires = int(float(expires["N"])) if expires else None
+        version = item.get(VERSION)
+        session.version = int(version["N"]) if version else None
+        now = self.clock()
+        if session.expires is not None and session.expires < now:
+            if expire and self.config.delete_expired_on_read:
+                self._delete_if_expired(key, now)
+                session.item_exists = False
+            session.expires = None
+            return session
+        stored = item.get(DATA)
+        if stored is not None:
+            payload = stored["B"]
+            session.data = _core.decode_session(payload)
+            session.payload = bytes(payload)
+        return session
+
+    def _delete_if_expired(self, key: str, now: float) -> None:
+        try:
+            self._call(
+                "DeleteItem", self.client.delete_item, Key=self._key(key),
+                ConditionExpression="#e < :now",
+                ExpressionAttributeNames={"#e": EXPIRES},
+                ExpressionAttributeValues={":now": {"N": str(int(now))}},
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+            # refreshed meanwhile: not ours to delete
+
+    # --- save ---------------------------------------------------------------------------------
+
+    def save(self, session: LoadedSession, data: Mapping[str, Any] | None = None) -> bool:
+        """Store ``data`` (default: ``session.data``) and release any lock; True on success.
+
+        Unchanged data (same bytes as read) writes nothing unless the expiry is due for a
+        refresh; empty data deletes the item.  On any error the stored session is left as it
+        was and the lock is released before the error is raised.
+        """
+        if data is not None:
+            session.data = dict(data)
+        before = self._units()
+        try:
+            outcome = self._save(session)
+        except BaseException:
+            self.release(session)
+            raise
+        self._report(outcome, session, before, 1 if outcome != "unchanged" else 0)
+        return True
+
+    def _save(self, session: LoadedSession) -> str:
+        now = self.clock()
+        if not session.data:
+            if session.item_exists or session.lock_token:
+                self._delete_for_save(session)
+                return "delete"
+            return "unchanged"
+        expires = int(now) + self._lifetime
+        overhead = self._overhead(session, expires)
+        payload = _core.encode_session(session.data, overhead, self.config.compress)
+        if payload == session.payload:
+            if session.lock_token or self._expiry_due(session, now):
+                self._refresh(session, expires)
+                return "refresh"
+            return "unchanged"
+        size = overhead + len(payload)
+        if size > _core.MAX_ITEM_BYTES:
+            raise SessionTooLarge(
+                f"session is {size} bytes as a DynamoDB item, over the {_core.MAX_ITEM_BYTES}"
+                "-byte limit; nothing was written - keep large data out of the session",
+                size, _core.MAX_ITEM_BYTES,
+            )
+        self._write(session, payload, expires)
+        return "write"
+
+    def _overhead(self, session: LoadedSession, expires: int) -> int:
+        """Item bytes other than the payload: key, expiry, version and attribute names."""
+        size = (len(self._hash_key.encode()) + len(session.key.encode()) + len(DATA)
+                + len(EXPIRES) + _core.number_size(str(expires)))
+        if session.version is not None or self.locking == "optimistic":
+            size += len(VERSION) + _core.number_size(str((session.version or 0) + 1))
+        return size
+
+    def _expiry_due(self, session: LoadedSession, now: float) -> bool:
+        return session.expires is None or session.expires - now < self._refresh_below
+
+    def _write(self, session: LoadedSession, payload: bytes, expires: int) -> None:
+        self._call(
+            "UpdateItem", self.client.update_item, Key=self._key(session.key),
+            UpdateExpression="SET #d = :d, #e = :e",
+            ExpressionAttributeNames={"#d": DATA, "#e": EXPIRES},
+            ExpressionAttributeValues={":d": {"B": payload}, ":e": {"N": str(expires)}},
+        )
+        self._stored(session, payload, expires)
+
+    def _stored(self, session: LoadedSession, payload: bytes, expires: int) -> None:
+        session.payload = payload
+        session.expires = expires
+        session.item_exists = True
+
+    def _refresh(self, session: LoadedSession, expires: int) -> None:
+        try:
+            self._call(
+                "UpdateItem", self.client.update_item, Key=self._key(session.key),
+                UpdateExpression="SET #e = :e", ConditionExpression="attribute_exists(#k)",
+                ExpressionAttributeNames={"#e": EXPIRES, "#k": self._hash_key},
+                ExpressionAttributeValues={":e": {"N": str(expires)}},
+            )
+            session.expires = expires
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+            # deleted meanwhile (logout in another tab): do not bring it back
+
+    def _delete_for_save(self, session: LoadedSession) -> None:
+        self._call("DeleteItem", self.client.delete_item, Key=self._key(session.key))
+        self._gone(session)
+
+    def _gone(self, session: LoadedSession) -> None:
+        session.payload = None
+        session.expires = None
+        session.version = None
+        session.item_exists = False
+
+    def release(self, session: LoadedSession) -> None:
+        """Give up any lock without writing (no-op without pessimistic locking)."""
+
+    # --- other operations ---------------------------------------------------------------------
+
+    def delete(self, session_id: str) -> bool:
+        """Delete a session (logout, ``session_destroy``); True whether or not it existed."""
+        before = self._units()
+        self._call("DeleteItem", self.client.delete_item, Key=self._key(self.item_key(session_id)))
+        self._report("delete", session_id, before, 1)
+        return True
+
+    def exists(self, session_id: str) -> bool:
+        """True when a live (unexpired) session is stored under ``session_id``."""
+        response = self._call(
+            "GetItem", self.client.get_item, Key=self._key(self.item_key(session_id)),
+            ConsistentRead=self.config.consistent_read,
+            ProjectionExpression="#e", ExpressionAttributeNames={"#e": EXPIRES},
+        )
+        item = response.get("Item")
+        if item is None:
+            return False
+        expires = item.get(EXPIRES)
+        return expires is None or int(float(expires["N"])) >= self.clock()
+
+    def create(self, session_id: str, data: Mapping[str, Any]) -> LoadedSession:
+        """Store a new session only if no live item has that id (else :class:`SessionExists`)."""
+        key = self.item_key(session_id)
+        now = self.clock()
+        expires = int(now) + self._lifetime
+        session = LoadedSession(session_id=session_id, key=key, data=dict(data))
+        overhead = self._overhead(session, expires)
+        payload = _core.encode_session(session.data, overhead, self.config.compress)
+        if overhead + len(payload) > _core.MAX_ITEM_BYTES:
+            raise SessionTooLarge(
+                f"session is {overhead + len(payload)} bytes as an item, over the limit",
+                overhead + len(payload), _core.MAX_ITEM_BYTES,
+            )
+        names = {"#d": DATA, "#e": EXPIRES, "#k": self._hash_key}
+        values: dict[str, Any] = {":d": {"B": payload}, ":e": {"N": str(expires)},
+                                  ":now": {"N": str(int(now))}}
+        update = "SET #d = :d, #e = :e"
+        if self.locking == "optimistic":
+            update += ", #v = :v"
+            names["#v"] = VERSION
+            values[":v"] = {"N": "1"}
+        try:
+            self._call(
+                "UpdateItem", self.client.update_item, Key=self._key(key),
+                UpdateExpression=update,
+                ConditionExpression="attribute_not_exists(#k) OR #e < :now",
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise SessionExists(f"a session with id {log_id(session_id)}... exists") from exc
+            raise
+        self._stored(session, payload, expires)
+        session.version = 1 if self.locking == "optimistic" else None
+        return session
+
+
+class OptimisticSessionStore(SessionStore):
+    """``locking="optimistic"``: versioned writes; concurrent changes are merged, not lost.
+
+    A save is conditional on the version that was read.  When another request wrote first,
+    the keys this request changed (set, replaced or deleted) are applied onto the newer
+    session and the write is retried with backoff, at most ``max_write_retries`` times.
+    A key changed by both requests takes this request's value (the later writer wins per key).
+    A session deleted meanwhile (logout) is not brought back: :class:`SessionGone`.
+    """
+
+    locking = "optimistic"
+
+    def _write(self, session: LoadedSession, payload: bytes, expires: int) -> None:
+        backoff: Any = None
+        for attempt in range(self.config.max_write_retries + 1):
+            names = {"#d": DATA, "#e": EXPIRES, "#v": VERSION}
+            values: dict[str, Any] = {
+                ":d": {"B": payload}, ":e": {"N": str(expires)},
+                ":nv": {"N": str((session.version or 0) + 1)},
+            }
+            if session.version is None and session.item_exists:
+                condition = "attribute_exists(#k) AND attribute_not_exists(#v)"
+                names["#k"] = self._hash_key
+            elif session.version is None:
+                condition = "attribute_not_exists(#k) OR #e < :now"
+                names["#k"] = self._hash_key
+                values[":now"] = {"N": str(int(self.clock()))}
+            else:
+                condition = "#v = :v"
+                values[":v"] = {"N": str(session.version)}
+            try:
+                self._call(
+                    "UpdateItem", self.client.update_item, Key=self._key(session.key),
+                    UpdateExpression="SET #d = :d, #e = :e, #v = :nv",
+                    ConditionExpression=condition, ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+                self._stored(session, payload, expires)
+                session.version = (session.version or 0) + 1
+                return
+            except ClientError as exc:
+                if not _is_condition_failure(exc):
+                    raise
+                self.metrics.add(conflicts=1)
+                newer = exc.response.get("Item")
+                if newer is None:
+                    newer = self._call(
+                        "GetItem", self.client.get_item, Key=self._key(session.key),
+                        ConsistentRead=True,
+                    ).get("Item")
+            if newer is None:
+                if not session.item_exists:
+                    continue  # an expired item was deleted meanwhile: create afresh
+                self._gone(session)
+                raise SessionGone(
+                    f"session {log_id(session.session_id)} was deleted by another request; "
+                    "not recreating it"
+                )
+            payload = self._merge(session, newer, expires)
+            if backoff is None:
+                backoff = _core.LockRetryBackoff(
+                    self.config.min_lock_retry_microseconds,
+                    self.config.max_lock_retry_microseconds,
+                    self.config.max_lock_wait_seconds, self.config.lock_retry_mode,
+                )
+            # The failed write returned the newest item, so the first retries go at once (the
+            # fresher the base, the likelier the win); later ones back off, up to the deadline.
+            if attempt >= _IMMEDIATE_RETRIES and not backoff.wait():
+                break
+        raise SessionConflict(
+            f"session {log_id(session.session_id)}: gave up after "
+            f"{self.config.max_write_retries} merge retries under concurrent writes"
+        )
+
+    def _merge(self, session: LoadedSession, newer: dict[str, Any], expires: int) -> bytes:
+        """Apply this request's changes onto ``newer``; make it the new base; return payload."""
+        original = _core.decode_session(session.payload) if session.payload is not None else {}
+        changed = {k: v for k, v in session.data.items() if k not in original or original[k] != v}
+        removed = [k for k in original if k not in session.data]
+        base = self._from_item(session.session_id, session.key, newer, expire=False)
+        merged = base.data
+        merged.update(changed)
+        for key in removed:
+            merged.pop(key, None)
+        session.payload = base.payload
+        session.version = base.version
+        session.item_exists = True
+        session.data = merged
+        self.metrics.add(merges=1)
+        overhead = self._overhead(session, expires)
+        return _core.encode_session(merged, overhead, self.config.compress)
+
+    def _delete_for_save(self, session: LoadedSession) -> None:
+        # Emptying the session deletes it, unless someone wrote a newer version meanwhile.
+        try:
+            if session.version is None:
+                self._call("DeleteItem", self.client.delete_item, Key=self._key(session.key))
+            else:
+                self._call(
+                    "DeleteItem", self.client.delete_item, Key=self._key(session.key),
+                    ConditionExpression="#v = :v", ExpressionAttributeNames={"#v": VERSION},
+                    ExpressionAttributeValues={":v": {"N": str(session.version)}},
+                )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+            self.metrics.add(conflicts=1)
+            return
+        self._gone(session)
+
+
+class PessimisticSessionStore(SessionStore):
+    """``locking="pessimistic"``: a lease lock with an owner and an expiry.
+
+    ``load`` takes the lock with one conditional UpdateItem that also returns the item; a lock
+    whose lease has passed is taken over; after ``max_lock_wait_seconds`` it raises
+    :class:`LockTimeout` - no session, no lock touched.  ``save`` and ``release`` act only while
+    this request still owns the lock; a save whose lease was taken over raises
+    :class:`LockLost` instead of overwriting the newer holder's data.
+    """
+
+    locking = "pessimistic"
+
+    def load(self, session_id: str) -> LoadedSession:
+        key = self.item_key(session_id)
+        token = secrets.token_urlsafe(16)
+        config = self.config
+        backoff = _core.LockRetryBackoff(
+            config.min_lock_retry_microseconds, config.max_lock_retry_microseconds,
+            config.max_lock_wait_seconds, config.lock_retry_mode,
+        )
+        before = self._units()
+        calls = retries = 0
+        lease_ms = int(config.lock_lease_seconds * 1000)
+        while True:
+            now = self.clock()
+            now_ms = int(now * 1000)
+            calls += 1
+            try:
+                response = self._call(
+                    "UpdateItem", self.client.update_item, Key=self._key(key),
+                    UpdateExpression="SET #l = :t, #lu = :until, #e = if_not_exists(#e, :e)",
+                    ConditionExpression="attribute_not_exists(#l) OR #lu < :now",
+                    ExpressionAttributeNames={"#l": LOCK, "#lu": LOCK_UNTIL_MS, "#e": EXPIRES},
+                    ExpressionAttributeValues={
+                        ":t": {"S": token}, ":until": {"N": str(now_ms + lease_ms)},
+                        ":now": {"N": str(now_ms)},
+                        ":e": {"N": str(int(now) + self._lifetime)},
+                    },
+                    ReturnValues="ALL_NEW",
+                )
+                break
+            except ClientError as exc:
+                if not _is_condition_failure(exc):
+                    raise
+            retries += 1
+            if not backoff.wait():
+                waited = backoff.slept_seconds
+                self.metrics.add(lock_waits=retries, lock_wait_seconds=waited, lock_timeouts=1)
+                self._report("lock", session_id, before, calls, lock_wait_seconds=waited,
+                             retries=retries, outcome="timeout")
+                raise LockTimeout(
+                    f"session {log_id(session_id)} stayed locked for {waited:.2f}s "
+                    f"(max_lock_wait_seconds={config.max_lock_wait_seconds}); no session data "
+                    "was returned - answer 503 and let the client retry"
+                )
+        waited = backoff.slept_seconds
+        if retries:
+            self.metrics.add(lock_waits=retries, lock_wait_seconds=waited)
+        session = LoadedSession(session_id=session_id, key=key, data={}, lock_token=token,
+                                item_exists=True, lock_wait_seconds=waited)
+        try:
+            loaded = self._from_item(session_id, key, response["Attributes"], expire=False)
+        except CorruptSession:
+            self.release(session)
+            raise
+        session.data, session.payload = loaded.data, loaded.payload
+        session.expires = loaded.expires
+        self._report("lock", session, before, calls, lock_wait_seconds=waited, retries=retries)
+        return session
+
+    def _owned(self) -> tuple[str, dict[str, str]]:
+        return "#l = :t", {"#l": LOCK, "#lu": LOCK_UNTIL_MS}
+
+    def _write(self, session: LoadedSession, payload: bytes, expires: int) -> None:
+        self._update_owned(
+            session, "SET #d = :d, #e = :e REMOVE #l, #lu",
+            {":d": {"B": payload}, ":e": {"N": str(expires)}}, {"#d": DATA, "#e": EXPIRES},
+            raise_lost=True,
+        )
+        self._stored(session, payload, expires)
+
+    def _refresh(self, session: LoadedSession, expires: int) -> None:
+        # Releasing is a write anyway: refreshing the expiry in it costs nothing more.
+        self._update_owned(session, "SET #e = :e REMOVE #l, #lu", {":e": {"N": str(expires)}},
+                           {"#e": EXPIRES}, raise_lost=False)
+        session.expires = expires
+
+    def _update_owned(self, session: LoadedSession, update: str, values: dict[str, Any],
+                      names: dict[str, str], raise_lost: bool) -> None:
+        if session.lock_token is None:
+            raise LockLost(f"session {log_id(session.session_id)} is not locked by this request")
+        try:
+            self._call(
+                "UpdateItem", self.client.update_item, Key=self._key(session.key),
+                UpdateExpression=update, ConditionExpression="#l = :t",
+                ExpressionAttributeNames={"#l": LOCK, "#lu": LOCK_UNTIL_MS, **names},
+                ExpressionAttributeValues={":t": {"S": session.lock_token}, **values},
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+            session.lock_token = None
+            if raise_lost:
+                raise LockLost(
+                    f"session {log_id(session.session_id)}: the lock lease "
+                    f"({self.config.lock_lease_seconds}s) expired and another request took "
+                    "the session; this write was refused so as not to overwrite its data"
+                ) from exc
+            logger.warning("session %s: lock lease was lost before release",
+                           log_id(session.session_id))
+            return
+        session.lock_token = None
+
+    def _delete_for_save(self, session: LoadedSession) -> None:
+        if session.lock_token is None:
+            raise LockLost(f"session {log_id(session.session_id)} is not locked by this request")
+        try:
+            self._call(
+                "DeleteItem", self.client.delete_item, Key=self._key(session.key),
+                ConditionExpression="#l = :t", ExpressionAttributeNames={"#l": LOCK},
+                ExpressionAttributeValues={":t": {"S": session.lock_token}},
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+            session.lock_token = None
+            raise LockLost(
+                f"session {log_id(session.session_id)}: lock lease lost before delete"
+            ) from exc
+        session.lock_token = None
+        self._gone(session)
+
+    def release(self, session: LoadedSession) -> None:
+        """Release the lock if this request still owns it; never raises for a lost lease.
+
+        A lock-only item (a new or expired session that got no data) is deleted.
+        """
+        if session.lock_token is None:
+            return
+        try:
+            if session.payload is None:
+                try:
+                    self._delete_for_save(session)
+                except LockLost:
+                    logger.warning("session %s: lock lease was lost before release",
+                                   log_id(session.session_id))
+            else:
+                self._update_owned(session, "REMOVE #l, #lu", {}, {}, raise_lost=False)
+        except Exception:
+            logger.exception("session %s: could not release the lock; it expires by its lease",
+                             log_id(session.session_id))
+            session.lock_token = None
+
+
+STORES: dict[str, type[SessionStore]] = {
+    "none": SessionStore,
+    "pessimistic": PessimisticSessionStore,
+    "optimistic": OptimisticSessionStore,
+}
+
+
+def create_store(config: SessionConfig | None = None, client: Any = None,
+                 session_name: str = "PHPSESSID",
+                 clock: Callable[[], float] = time.time) -> SessionStore:
+    """The store for ``config.locking``: the one place the strategy is chosen."""
+    config = config or SessionConfig()
+    return STORES[config.locking](config, client, session_name, clock)
