@@ -45,7 +45,8 @@ SHAPES: list[dict[str, Any]] = [
 
 def _padded(target_size: int, core: ModuleType) -> dict[str, Any]:
     """An item like a session item whose computed size is exactly ``target_size``."""
-    item = {"id": {"S": f"PHPSESSID_{next(_keys):08d}"}, "expires": {"N": "1800000000"}, "data": {"B": b""}}
+    item = {"id": {"S": f"PHPSESSID_{next(_keys):08d}"}, "expires": {"N": "1800000000"},
+            "data": {"B": b""}}
     pad = target_size - core.item_size(item)
     item["data"] = {"B": b"\xab" * pad}
     assert core.item_size(item) == target_size

@@ -82,7 +82,7 @@ def _check_encodable(value: Any, path: str, depth: int) -> None:
             )
         return
     if isinstance(value, dict):
-        if depth >= MAX_DEPTH:
+        if depth > MAX_DEPTH:
             raise SessionEncodeError(
                 f"session value {path!r} is nested deeper than {MAX_DEPTH} levels", path
             )
@@ -96,7 +96,7 @@ def _check_encodable(value: Any, path: str, depth: int) -> None:
             _check_encodable(item, _path(path, key), depth + 1)
         return
     if isinstance(value, (list, tuple)):
-        if depth >= MAX_DEPTH:
+        if depth > MAX_DEPTH:
             raise SessionEncodeError(
                 f"session value {path!r} is nested deeper than {MAX_DEPTH} levels", path
             )
@@ -116,6 +116,29 @@ def _check_encodable(value: Any, path: str, depth: int) -> None:
         "None, bool, int, float, str, bytes, list, tuple, dict with str keys, aware datetime",
         path,
     )
+
+
+def _unencodable_text_path(value: Any, path: str) -> str | None:
+    """The path of the first str (dict key or value) that UTF-8 cannot encode, if any."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _unencodable_text_path(key, _path(path, key))
+            if found is None:
+                found = _unencodable_text_path(item, _path(path, key))
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _unencodable_text_path(item, _path(path, index))
+            if found is not None:
+                return found
+    return None
 
 
 def _as_dict(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -142,8 +165,13 @@ def pack_session(data: Mapping[str, Any]) -> bytes:
         _check_encodable(value, key, 2)
     try:
         packed: bytes = msgpack.packb(session, use_bin_type=True, default=_default)
-    except (TypeError, ValueError, OverflowError) as exc:  # pragma: no cover - validated above
-        raise SessionEncodeError(f"session cannot be encoded: {exc}", "") from exc
+    except (TypeError, ValueError, OverflowError) as exc:
+        # Types were validated above: what is left is a str that UTF-8 cannot encode (a lone
+        # surrogate); name its key like the other errors do.
+        path = _unencodable_text_path(session, "")
+        if path is None:  # pragma: no cover - nothing else is known to fail here
+            raise SessionEncodeError(f"session cannot be encoded: {exc}", "") from exc
+        raise SessionEncodeError(f"session value {path!r} cannot be encoded: {exc}", path) from exc
     return packed
 
 
@@ -231,9 +259,14 @@ def decode_session(payload: bytes | bytearray | memoryview) -> dict[str, Any]:
     """
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         raise CorruptSession(f"session payload must be bytes, not {type(payload).__name__}")
-    view = memoryview(payload)
+    try:
+        view = memoryview(payload)
+    except ValueError as exc:  # a released memoryview
+        raise CorruptSession(f"session payload cannot be read: {exc}") from exc
     if view.ndim != 1 or view.itemsize != 1:
         raise CorruptSession("session payload must be a flat byte buffer")
+    if not view.c_contiguous:  # a strided view: zlib only reads contiguous memory
+        view = memoryview(view.tobytes())
     if len(view) < HEADER_BYTES or view[0] != PAYLOAD_MAGIC:
         raise CorruptSession("session payload has no dynamo-sessions header")
     version, codec = view[1] >> 4, view[1] & 0x0F
@@ -313,6 +346,8 @@ def attribute_value_size(value: Mapping[str, Any]) -> int:
         if tag in ("BOOL", "NULL"):
             return 1
         if tag == "M":
+            if not isinstance(inner, Mapping):
+                raise TypeError(f"an M value is a dict, not {type(inner).__name__}")
             return 3 + sum(
                 1 + _utf8_len(key) + attribute_value_size(item) for key, item in inner.items()
             )
@@ -330,6 +365,8 @@ def attribute_value_size(value: Mapping[str, Any]) -> int:
 
 def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
     """Bytes DynamoDB counts for a low-level item: UTF-8 attribute-name lengths plus values."""
+    if not isinstance(item, Mapping):
+        raise TypeError(f"an item is a dict of attribute values, not {type(item).__name__}")
     return sum(_utf8_len(name) + attribute_value_size(value) for name, value in item.items())
 
 

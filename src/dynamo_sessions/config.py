@@ -69,8 +69,10 @@ class SessionConfig:
     stop at ``max_lock_wait_seconds``)."""
     compress: bool = True
     """Compress a payload when that lowers the write units of the item."""
-    hash_session_ids: bool = False
-    """Store SHA-256 of the session id instead of the id itself (not PHP-compatible)."""
+    hash_session_ids: bool = True
+    """Store SHA-256 of the session id instead of the id itself, so a leaked table or backup
+    holds no usable session ids.  On by default; ``from_php_options`` turns it off, because a
+    table shared with the PHP handler must keep PHP's ``<session_name>_<id>`` keys."""
     boto_retry_mode: str = "standard"
     """botocore retry mode for clients the store creates (throttling, 5xx, timeouts)."""
     boto_max_attempts: int = 5
@@ -190,7 +192,7 @@ class SessionConfig:
                 + ", ".join(repr(key) for key in unknown)
                 + f"; the guide's options are {sorted(renames)}"
             )
-        ours: dict[str, Any] = {}
+        ours: dict[str, Any] = {"hash_session_ids": False}  # PHP stores the raw id
         for key, value in options.items():
             name = renames[key]
             if name == "locking":

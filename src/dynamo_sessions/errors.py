@@ -1,7 +1,8 @@
 """Typed errors: every failure a caller may want to handle has its own class.
 
 All derive from :class:`DynamoSessionsError`; the ones caused by bad input also derive from the
-builtin a caller would expect (``ValueError`` / ``TypeError``), so ``except ValueError`` still works.
+builtin a caller would expect (``ValueError`` / ``TypeError``), so ``except ValueError``
+still works.
 """
 
 from __future__ import annotations

@@ -178,7 +178,9 @@ class DynamoDBLocal:
             except Exception:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise DynamoDBLocalUnavailable("DynamoDB Local did not answer in time") from None
+                    raise DynamoDBLocalUnavailable(
+                        "DynamoDB Local did not answer in time"
+                    ) from None
                 time.sleep(0.1)
 
     def stop(self) -> None:

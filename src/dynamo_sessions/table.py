@@ -27,7 +27,7 @@ TTL_ALREADY_ENABLED = "TimeToLive is already enabled"
 
 
 def _table_missing(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException"
+    return bool(exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException")
 
 
 def create_table(client: Any, config: SessionConfig, read_capacity: int | None = None,
