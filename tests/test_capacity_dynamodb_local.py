@@ -62,8 +62,9 @@ def capacity_table(dynamodb_local: Any) -> tuple[Any, str]:
     from dynamo_sessions.servers import local_client
 
     client = local_client(dynamodb_local.endpoint_url)
-    make_table(client, "capacity-agreement")
-    return client, "capacity-agreement"
+    name = f"capacity-agreement-{next(_keys)}"  # pytest may set this fixture up once per core
+    make_table(client, name)
+    return client, name
 
 
 def _check(core: ModuleType, client: Any, table: str, item: dict[str, Any]) -> None:

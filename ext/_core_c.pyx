@@ -1,0 +1,479 @@
+# cython: language_level=3, annotation_typing=False, binding=True
+"""Compiled session core (Cython); its pure-Python twin is ``dynamo_sessions._core_py``.
+
+Same names, same signatures, same docstrings and the same results as the compiled module; the
+test suite runs every test against both.  Three parts of the hot path live here:
+
+* the session payload codec (standard msgpack behind a two-byte header),
+* DynamoDB item-size and capacity-unit math,
+* the lock-retry backoff schedule (a seedable splitmix64 stream, so that both twins draw the same
+  delays from the same seed).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import secrets
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgpack
+
+from dynamo_sessions.errors import CorruptSession, SessionEncodeError
+
+# --- DynamoDB limits (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/) -------
+MAX_ITEM_BYTES = 409_600
+"""DynamoDB's item size limit: 400 KB, attribute names included."""
+WRITE_UNIT_BYTES = 1_024
+"""One write capacity unit covers up to 1 KB of item."""
+READ_UNIT_BYTES = 4_096
+"""One strongly consistent read capacity unit covers up to 4 KB of item."""
+
+# --- payload format ---------------------------------------------------------------------------
+PAYLOAD_MAGIC = 0xC1
+"""First byte of every payload: 0xC1 is never used by msgpack, so no bare msgpack is mistaken."""
+FORMAT_VERSION = 1
+CODEC_NONE = 0
+CODEC_ZLIB = 1
+HEADER_BYTES = 2
+MAX_DEPTH = 100
+"""Deepest nesting of lists and dicts accepted, the session dict itself counting as 1."""
+MAX_INFLATED_BYTES = 64 * 1024 * 1024
+"""A compressed payload may not inflate past this (a guard against decompression bombs)."""
+ZLIB_LEVEL = 1
+
+_HEADER_NONE = bytes((PAYLOAD_MAGIC, FORMAT_VERSION << 4 | CODEC_NONE))
+_HEADER_ZLIB = bytes((PAYLOAD_MAGIC, FORMAT_VERSION << 4 | CODEC_ZLIB))
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_INT_MIN = -(1 << 63)
+_INT_MAX = (1 << 64) - 1
+_MASK64 = (1 << 64) - 1
+
+
+# ==============================================================================================
+# Codec
+# ==============================================================================================
+
+
+def _default(value: Any) -> Any:
+    # Only aware datetimes reach here: _check_encodable has validated everything else.
+    # Integer arithmetic (not value.timestamp()) keeps microseconds exact far from the epoch.
+    delta = value - _EPOCH
+    return msgpack.Timestamp(delta.days * 86400 + delta.seconds, delta.microseconds * 1000)
+
+
+def _path(parent: str, key: object) -> str:
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    return f"{parent}.{key}" if parent else str(key)
+
+
+def _check_encodable(value: Any, path: str, depth: int) -> None:
+    if value is None or isinstance(value, (str, bytes, bool, float)):
+        return
+    if isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise SessionEncodeError(
+                f"session value {path!r}: integer {value} is outside msgpack's 64-bit range; "
+                "store it as a string",
+                path,
+            )
+        return
+    if isinstance(value, dict):
+        if depth > MAX_DEPTH:
+            raise SessionEncodeError(
+                f"session value {path!r} is nested deeper than {MAX_DEPTH} levels", path
+            )
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise SessionEncodeError(
+                    f"session value {path!r}: dict key {key!r} is not a str; "
+                    "only str keys can be stored",
+                    _path(path, key),
+                )
+            _check_encodable(item, _path(path, key), depth + 1)
+        return
+    if isinstance(value, (list, tuple)):
+        if depth > MAX_DEPTH:
+            raise SessionEncodeError(
+                f"session value {path!r} is nested deeper than {MAX_DEPTH} levels", path
+            )
+        for index, item in enumerate(value):
+            _check_encodable(item, _path(path, index), depth + 1)
+        return
+    if isinstance(value, _dt.datetime):
+        if value.utcoffset() is None:
+            raise SessionEncodeError(
+                f"session value {path!r}: naive datetime {value!r} has no time zone; attach "
+                "one (e.g. tzinfo=datetime.timezone.utc) - it is stored as a UTC instant",
+                path,
+            )
+        return
+    raise SessionEncodeError(
+        f"session value {path!r} of type {type(value).__name__} cannot be stored; supported: "
+        "None, bool, int, float, str, bytes, list, tuple, dict with str keys, aware datetime",
+        path,
+    )
+
+
+def _unencodable_text_path(value: Any, path: str) -> str | None:
+    """The path of the first str (dict key or value) that UTF-8 cannot encode, if any."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _unencodable_text_path(key, _path(path, key))
+            if found is None:
+                found = _unencodable_text_path(item, _path(path, key))
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _unencodable_text_path(item, _path(path, index))
+            if found is not None:
+                return found
+    return None
+
+
+def _as_dict(data: Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(data, dict):
+        return data
+    if isinstance(data, Mapping):
+        return dict(data)
+    raise SessionEncodeError(
+        f"a session must be a mapping with str keys, not {type(data).__name__}", ""
+    )
+
+
+def pack_session(data: Mapping[str, Any]) -> bytes:
+    """Encode a session mapping as plain msgpack (no header, no compression).
+
+    Raises :class:`SessionEncodeError` naming the key of the first value that cannot be stored.
+    """
+    session = _as_dict(data)
+    for key, value in session.items():
+        if not isinstance(key, str):
+            raise SessionEncodeError(
+                f"session key {key!r} is not a str; only str keys can be stored", repr(key)
+            )
+        _check_encodable(value, key, 2)
+    try:
+        packed: bytes = msgpack.packb(session, use_bin_type=True, default=_default)
+    except (TypeError, ValueError, OverflowError) as exc:
+        # Types were validated above: what is left is a str that UTF-8 cannot encode (a lone
+        # surrogate); name its key like the other errors do.
+        path = _unencodable_text_path(session, "")
+        if path is None:  # pragma: no cover - nothing else is known to fail here
+            raise SessionEncodeError(f"session cannot be encoded: {exc}", "") from exc
+        raise SessionEncodeError(f"session value {path!r} cannot be encoded: {exc}", path) from exc
+    return packed
+
+
+def encode_session(
+    data: Mapping[str, Any], overhead_bytes: int = 0, compress: bool = True
+) -> bytes:
+    """Encode a session mapping into the bytes stored in the item's ``data`` attribute.
+
+    The result is a two-byte header (0xC1, format version << 4 | codec) and standard msgpack
+    (bin types, timestamp extension for aware datetimes).  ``overhead_bytes`` is the size of the
+    rest of the item (key, expiry, lock attributes); with ``compress`` the payload is zlib-
+    compressed only when that lowers the number of 1 KB write units the whole item needs.
+    Raises :class:`SessionEncodeError` naming the key of a value that cannot be stored.
+    """
+    raw = pack_session(data)
+    total = len(raw) + HEADER_BYTES + overhead_bytes
+    if compress and total > WRITE_UNIT_BYTES:
+        deflated = zlib.compress(raw, ZLIB_LEVEL)
+        if write_units(len(deflated) + HEADER_BYTES + overhead_bytes) < write_units(total):
+            return _HEADER_ZLIB + deflated
+    return _HEADER_NONE + raw
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise CorruptSession(f"unsupported msgpack extension type {code}")
+
+
+def _check_decoded(value: Any, depth: int) -> None:
+    if isinstance(value, dict):
+        if depth > MAX_DEPTH:
+            raise CorruptSession(f"session payload is nested deeper than {MAX_DEPTH} levels")
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise CorruptSession(f"session payload has a non-str map key {key!r}")
+            _check_decoded(item, depth + 1)
+    elif isinstance(value, list):
+        if depth > MAX_DEPTH:
+            raise CorruptSession(f"session payload is nested deeper than {MAX_DEPTH} levels")
+        for item in value:
+            _check_decoded(item, depth + 1)
+
+
+def _inflate(body: bytes | memoryview) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(body, MAX_INFLATED_BYTES)
+    except zlib.error as exc:
+        raise CorruptSession(f"compressed session payload is damaged: {exc}") from exc
+    if inflater.unconsumed_tail:
+        raise CorruptSession(f"session payload inflates past {MAX_INFLATED_BYTES} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise CorruptSession("compressed session payload is truncated or has trailing bytes")
+    return out
+
+
+def unpack_session(body: bytes | bytearray | memoryview) -> dict[str, Any]:
+    """Decode plain msgpack (no header) into a session dict.
+
+    Raises :class:`CorruptSession` for anything that is not a msgpack map with str keys holding
+    supported values; never another exception.
+    """
+    try:
+        value = msgpack.unpackb(
+            body, raw=False, strict_map_key=False, timestamp=3, ext_hook=_reject_ext
+        )
+    except CorruptSession:
+        raise
+    except Exception as exc:
+        raise CorruptSession(f"session payload is not valid msgpack: {exc}") from exc
+    if not isinstance(value, dict):
+        raise CorruptSession(f"session payload is a {type(value).__name__}, not a map")
+    try:
+        _check_decoded(value, 1)
+    except RecursionError as exc:  # pragma: no cover - bounded by MAX_DEPTH
+        raise CorruptSession("session payload is nested too deeply") from exc
+    return value
+
+
+def decode_session(payload: bytes | bytearray | memoryview) -> dict[str, Any]:
+    """Decode bytes made by :func:`encode_session` back into a session dict.
+
+    Datetimes come back as aware datetimes in UTC, tuples as lists.  Any malformed input
+    (wrong type, truncated, wrong header, unknown version or codec, garbage, unsupported
+    types) raises :class:`CorruptSession` - never another exception.
+    """
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise CorruptSession(f"session payload must be bytes, not {type(payload).__name__}")
+    try:
+        view = memoryview(payload)
+    except ValueError as exc:  # a released memoryview
+        raise CorruptSession(f"session payload cannot be read: {exc}") from exc
+    if view.ndim != 1 or view.itemsize != 1:
+        raise CorruptSession("session payload must be a flat byte buffer")
+    if not view.c_contiguous:  # a strided view: zlib only reads contiguous memory
+        view = memoryview(view.tobytes())
+    if len(view) < HEADER_BYTES or view[0] != PAYLOAD_MAGIC:
+        raise CorruptSession("session payload has no dynamo-sessions header")
+    version, codec = view[1] >> 4, view[1] & 0x0F
+    if version != FORMAT_VERSION:
+        raise CorruptSession(f"session payload format version {version} is not supported")
+    body = view[HEADER_BYTES:]
+    if codec == CODEC_ZLIB:
+        return unpack_session(_inflate(body))
+    if codec != CODEC_NONE:
+        raise CorruptSession(f"session payload codec {codec} is not supported")
+    return unpack_session(body)
+
+
+# ==============================================================================================
+# Item size and capacity units
+# ==============================================================================================
+
+_NUMBER = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]+))?")
+
+
+def number_size(text: str) -> int:
+    """Bytes DynamoDB counts for a number given as its decimal string.
+
+    DynamoDB stores numbers as base-100 digit pairs aligned on the decimal point, after
+    dropping leading and trailing zero pairs, plus one exponent byte, plus one byte for a
+    negative number; zero takes one byte.  Raises ``ValueError`` for a malformed number.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"a DynamoDB number is given as a str, not {type(text).__name__}")
+    match = _NUMBER.fullmatch(text)
+    if match is None or not (match.group(2) or match.group(3)):
+        raise ValueError(f"{text!r} is not a number")
+    sign, integral, fraction, exponent = match.groups()
+    fraction = fraction or ""
+    digits = integral + fraction
+    point = len(integral) + (int(exponent) if exponent else 0)
+    stripped = digits.lstrip("0")
+    point -= len(digits) - len(stripped)
+    stripped = stripped.rstrip("0")
+    if not stripped:
+        return 1
+    first_pair = (point - 1) // 2
+    last_pair = (point - len(stripped)) // 2
+    return first_pair - last_pair + 2 + (1 if sign == "-" else 0)
+
+
+def _utf8_len(text: Any) -> int:
+    if isinstance(text, str):
+        return len(text.encode("utf-8", "surrogatepass"))
+    raise TypeError(f"expected a str, not {type(text).__name__}")
+
+
+def _binary_len(value: Any) -> int:
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    if isinstance(value, memoryview):
+        return value.nbytes
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    raise TypeError(f"a DynamoDB binary value is bytes, not {type(value).__name__}")
+
+
+def attribute_value_size(value: Mapping[str, Any]) -> int:
+    """Bytes DynamoDB counts for one low-level attribute value such as ``{"S": "abc"}``.
+
+    Lists and maps cost 3 bytes plus 1 byte per element (and a map element's key length).
+    """
+    if not isinstance(value, Mapping) or len(value) != 1:
+        raise TypeError(f"an attribute value is a one-key dict like {{'S': ...}}, not {value!r}")
+    for tag, inner in value.items():
+        if tag == "S":
+            return _utf8_len(inner)
+        if tag == "B":
+            return _binary_len(inner)
+        if tag == "N":
+            return number_size(inner)
+        if tag in ("BOOL", "NULL"):
+            return 1
+        if tag == "M":
+            if not isinstance(inner, Mapping):
+                raise TypeError(f"an M value is a dict, not {type(inner).__name__}")
+            return 3 + sum(
+                1 + _utf8_len(key) + attribute_value_size(item) for key, item in inner.items()
+            )
+        if tag == "L":
+            return 3 + sum(1 + attribute_value_size(item) for item in inner)
+        if tag == "SS":
+            return sum(_utf8_len(item) for item in inner)
+        if tag == "NS":
+            return sum(number_size(item) for item in inner)
+        if tag == "BS":
+            return sum(_binary_len(item) for item in inner)
+        raise TypeError(f"unknown DynamoDB attribute type {tag!r}")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
+    """Bytes DynamoDB counts for a low-level item: UTF-8 attribute-name lengths plus values."""
+    if not isinstance(item, Mapping):
+        raise TypeError(f"an item is a dict of attribute values, not {type(item).__name__}")
+    return sum(_utf8_len(name) + attribute_value_size(value) for name, value in item.items())
+
+
+def write_units(size: int) -> int:
+    """Write capacity units for writing an item of ``size`` bytes (1 KB units, at least 1)."""
+    if size < 0:
+        raise ValueError("size must be >= 0")
+    return max(1, -(-size // WRITE_UNIT_BYTES))
+
+
+def read_units(size: int, consistent: bool = True) -> float:
+    """Read capacity units for reading an item of ``size`` bytes.
+
+    4 KB units, at least 1; an eventually consistent read costs half.
+    """
+    if size < 0:
+        raise ValueError("size must be >= 0")
+    units = max(1, -(-size // READ_UNIT_BYTES))
+    return float(units) if consistent else units / 2.0
+
+
+# ==============================================================================================
+# Lock-retry backoff
+# ==============================================================================================
+
+BACKOFF_MODES = ("exponential", "uniform")
+
+
+class LockRetryBackoff:
+    """Delays between attempts to take a session lock (or to retry an optimistic write).
+
+    ``exponential`` (default): the n-th delay is drawn uniformly from
+    ``[min, min(max, min * 2**n)]`` microseconds (exponential backoff with jitter).
+    ``uniform``: every delay is drawn uniformly from ``[min, max]``, as the PHP handler does.
+    ``wait()`` never sleeps past ``max_wait_seconds`` after ``start()``: the last sleep is cut
+    to end at the deadline, and ``wait()`` returns ``False`` once the deadline has passed.
+    A ``seed`` makes the schedule reproducible (both twins draw the same delays).
+    """
+
+    def __init__(
+        self,
+        min_retry_microseconds: int = 10_000,
+        max_retry_microseconds: int = 50_000,
+        max_wait_seconds: float = 10.0,
+        mode: str = "exponential",
+        seed: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] = time.sleep,
+    ) -> None:
+        if mode not in BACKOFF_MODES:
+            raise ValueError(f"mode must be one of {BACKOFF_MODES}, not {mode!r}")
+        min_us = int(min_retry_microseconds)
+        max_us = int(max_retry_microseconds)
+        if min_us < 0 or max_us < min_us:
+            raise ValueError("need 0 <= min_retry_microseconds <= max_retry_microseconds")
+        if not max_wait_seconds >= 0:
+            raise ValueError("max_wait_seconds must be >= 0")
+        self.min_retry_microseconds = min_us
+        self.max_retry_microseconds = max_us
+        self.max_wait_seconds = float(max_wait_seconds)
+        self.mode = mode
+        self._exponential = mode == "exponential"
+        self._state = (secrets.randbits(64) if seed is None else int(seed)) & _MASK64
+        self._clock = clock
+        self._sleep = sleep
+        self.attempt = 0
+        self.deadline = 0.0
+        self.slept_seconds = 0.0
+        self.start()
+
+    def _next_random(self) -> int:
+        # splitmix64
+        self._state = (self._state + 0x9E3779B97F4A7C15) & _MASK64
+        z = self._state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        return z ^ (z >> 31)
+
+    def start(self) -> None:
+        """Begin a new wait: reset the attempt count and set the deadline from now."""
+        self.attempt = 0
+        self.slept_seconds = 0.0
+        self.deadline = self._clock() + self.max_wait_seconds
+
+    def next_delay_microseconds(self) -> int:
+        """Draw the next delay (microseconds) of the schedule and count the attempt."""
+        low = self.min_retry_microseconds
+        high = self.max_retry_microseconds
+        if self._exponential and self.attempt < 62:
+            high = min(high, low << self.attempt) if low else high
+        self.attempt += 1
+        return low + self._next_random() % (high - low + 1)
+
+    def remaining_seconds(self) -> float:
+        """Seconds left before the deadline (never negative)."""
+        return max(0.0, self.deadline - self._clock())
+
+    def wait(self) -> bool:
+        """Sleep before the next attempt; ``False`` (without sleeping) once the deadline passed.
+
+        The sleep is the next delay of the schedule, cut so that it ends at the deadline.
+        """
+        remaining = self.deadline - self._clock()
+        if remaining <= 0:
+            return False
+        delay = min(self.next_delay_microseconds() / 1_000_000, remaining)
+        self._sleep(delay)
+        self.slept_seconds += delay
+        return True
