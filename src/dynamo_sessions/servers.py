@@ -10,6 +10,7 @@ Only loopback addresses are ever used.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -68,6 +69,8 @@ class EmbeddedMoto:
         self.endpoint_url = ""
 
     def start(self) -> EmbeddedMoto:
+        # werkzeug logs every request moto serves; keep the demo's and tests' output readable
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"

@@ -46,7 +46,6 @@ LOCK = "lock"
 LOCK_UNTIL_MS = "lock_until_ms"
 VERSION = "version"
 
-_IMMEDIATE_RETRIES = 2
 _SESSION_ID = re.compile(r"[A-Za-z0-9_\-.,~:]{1,256}")
 
 
@@ -383,7 +382,7 @@ class OptimisticSessionStore(SessionStore):
 
     A save is conditional on the version that was read.  When another request wrote first,
     the keys this request changed (set, replaced or deleted) are applied onto the newer
-    session and the write is retried with backoff, at most ``max_write_retries`` times.
+    session and the write is retried at once, at most ``max_write_retries`` times.
     A key changed by both requests takes this request's value (the later writer wins per key).
     A session deleted meanwhile (logout) is not brought back: :class:`SessionGone`.
     """
@@ -391,8 +390,7 @@ class OptimisticSessionStore(SessionStore):
     locking = "optimistic"
 
     def _write(self, session: LoadedSession, payload: bytes, expires: int) -> None:
-        backoff: Any = None
-        for attempt in range(self.config.max_write_retries + 1):
+        for _attempt in range(self.config.max_write_retries + 1):
             names = {"#d": DATA, "#e": EXPIRES, "#v": VERSION}
             values: dict[str, Any] = {
                 ":d": {"B": payload}, ":e": {"N": str(expires)},
@@ -437,17 +435,11 @@ class OptimisticSessionStore(SessionStore):
                     f"session {log_id(session.session_id)} was deleted by another request; "
                     "not recreating it"
                 )
+            # Retry at once, on the item the failed write returned: it is as fresh as a base can
+            # be.  Sleeping first (as the first version did) let other writers move on and made
+            # the retry fail again on a stale version; a lost race means another request
+            # succeeded, so immediate retries always make progress overall.
             payload = self._merge(session, newer, expires)
-            if backoff is None:
-                backoff = _core.LockRetryBackoff(
-                    self.config.min_lock_retry_microseconds,
-                    self.config.max_lock_retry_microseconds,
-                    self.config.max_lock_wait_seconds, self.config.lock_retry_mode,
-                )
-            # The failed write returned the newest item, so the first retries go at once (the
-            # fresher the base, the likelier the win); later ones back off, up to the deadline.
-            if attempt >= _IMMEDIATE_RETRIES and not backoff.wait():
-                break
         raise SessionConflict(
             f"session {log_id(session.session_id)}: gave up after "
             f"{self.config.max_write_retries} merge retries under concurrent writes"

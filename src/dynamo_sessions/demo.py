@@ -1,0 +1,127 @@
+"""The main job: a session workload under each locking mode, with what it cost.
+
+Simulated users make sequential requests (read the session, bump a counter, write it back), and
+several "tabs" hit one shared session at the same moment, each bumping its own key.  Afterwards
+the stored totals are compared with the increments made: the difference is lost updates.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .config import LOCKING_MODES, SessionConfig
+from .errors import DynamoSessionsError
+from .handler import SessionHandler
+from .store import new_session_id
+
+COLUMNS = ("mode", "requests", "GetItem", "write calls", "RCU", "WCU", "lock waits", "errors",
+           "lost updates", "p50 ms", "p99 ms")
+
+
+@contextmanager
+def _endpoint(endpoint_url: str | None) -> Iterator[str]:
+    if endpoint_url:
+        yield endpoint_url
+        return
+    from .servers import EmbeddedMoto
+
+    with EmbeddedMoto() as server:
+        yield server.endpoint_url
+
+
+def _client(endpoint_url: str) -> Any:
+    from .servers import local_client
+
+    return local_client(endpoint_url, max_pool_connections=32)
+
+
+def _request(handler: SessionHandler, session_id: str, key: str,
+             latencies: list[float]) -> bool:
+    start = time.perf_counter()
+    try:
+        data = handler.read(session_id)
+        data[key] = int(data.get(key, 0)) + 1
+        handler.write(session_id, data)
+        return True
+    except DynamoSessionsError:
+        handler.close()
+        return False
+    finally:
+        latencies.append(time.perf_counter() - start)
+
+
+def run_mode(client: Any, mode: str, users: int, requests: int, tabs: int) -> dict[str, Any]:
+    """Run the workload with ``locking=mode`` on a fresh table; return the row of figures."""
+    config = SessionConfig(table_name=f"demo-{mode}-{new_session_id()[:8]}", locking=mode,
+                           max_lock_wait_seconds=10.0)
+    handler = SessionHandler(config, client)
+    handler.create_table()
+    handler.metrics.reset()
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+
+    def run(session_id: str, key: str, count: int) -> None:
+        own: list[float] = []
+        failed = sum(not _request(handler, session_id, key, own) for _ in range(count))
+        with lock:
+            latencies.extend(own)
+            errors[0] += failed
+
+    user_ids = [new_session_id() for _ in range(users)]
+    shared = new_session_id()
+    threads = [threading.Thread(target=run, args=(sid, "visits", requests)) for sid in user_ids]
+    threads += [threading.Thread(target=run, args=(shared, f"tab{i}", requests))
+                for i in range(tabs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    metrics = handler.metrics.snapshot()
+    expected = (users + tabs) * requests - errors[0]
+    stored = sum(handler.read(sid).get("visits", 0) for sid in user_ids)
+    stored += sum(handler.read(shared).get(f"tab{i}", 0) for i in range(tabs))
+    handler.close()
+    handler.delete_table(wait=False)
+    calls: dict[str, int] = metrics["calls"]
+    ordered = sorted(latencies)
+    return {
+        "mode": mode,
+        "requests": len(latencies),
+        "GetItem": calls.get("GetItem", 0),
+        "write calls": sum(n for api, n in calls.items() if api != "GetItem"),
+        "RCU": metrics["read_units"],
+        "WCU": metrics["write_units"],
+        "lock waits": metrics["lock_waits"],
+        "errors": errors[0],
+        "lost updates": expected - stored,
+        "p50 ms": statistics.median(ordered) * 1000,
+        "p99 ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+    }
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    cells = [[_cell(row[column]) for column in COLUMNS] for row in rows]
+    widths = [max(len(column), *(len(line[i]) for line in cells))
+              for i, column in enumerate(COLUMNS)]
+    lines = ["  ".join(column.rjust(width) for column, width in zip(COLUMNS, widths, strict=True))]
+    lines += ["  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))
+              for line in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def run(endpoint_url: str | None = None, users: int = 8, requests: int = 20, tabs: int = 8,
+        modes: tuple[str, ...] = LOCKING_MODES) -> list[dict[str, Any]]:
+    """Run every mode against ``endpoint_url`` (an embedded moto server when None)."""
+    with _endpoint(endpoint_url) as url:
+        client = _client(url)
+        return [run_mode(client, mode, users, requests, tabs) for mode in modes]
