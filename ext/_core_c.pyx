@@ -1,28 +1,128 @@
-# cython: language_level=3, annotation_typing=False, binding=True
+# cython: language_level=3, binding=True, boundscheck=False, wraparound=False, cdivision=True
 """Compiled session core (Cython); its pure-Python twin is ``dynamo_sessions._core_py``.
 
-Same names, same signatures, same docstrings and the same results as the compiled module; the
-test suite runs every test against both.  Three parts of the hot path live here:
+Same names, same signatures, same docstrings and the same results as the twin; the test suite
+runs every test against both.  Unlike the twin this module does not use the msgpack package:
 
-* the session payload codec (standard msgpack behind a two-byte header),
-* DynamoDB item-size and capacity-unit math,
-* the lock-retry backoff schedule (a seedable splitmix64 stream, so that both twins draw the same
-  delays from the same seed).
+* the session payload codec writes and reads standard msgpack itself (a session-specialised
+  encoder into a growable C buffer, a decoder with a bounds check on every read); the bytes are
+  identical to what ``msgpack.packb(use_bin_type=True)`` makes in the twin,
+* DynamoDB item-size and capacity-unit math is typed C (numbers are scanned, no regex),
+* the lock-retry backoff schedule is a cdef class drawing the same splitmix64 stream.
+
+Byte-level helpers (loads/stores, msgpack headers, the key cache, date math) are in
+``_core_c.h``.  Errors are reported by the same code paths as the twin (see
+``_raise_encode_error``), so messages and key paths agree.
 """
 
-from __future__ import annotations
-
 import datetime as _dt
-import re
 import secrets
 import time
 import zlib
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
-import msgpack
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.buffer cimport (
+    PyBUF_FULL_RO,
+    PyBUF_SIMPLE,
+    PyBuffer_IsContiguous,
+    PyBuffer_Release,
+    PyObject_GetBuffer,
+)
+from cpython.datetime cimport (
+    PyDateTime_Check,
+    datetime_day,
+    datetime_hour,
+    datetime_minute,
+    datetime_month,
+    datetime_new,
+    datetime_microsecond,
+    datetime_second,
+    datetime_tzinfo,
+    datetime_year,
+    import_datetime,
+    timedelta_days,
+    timedelta_microseconds,
+    timedelta_seconds,
+)
+from cpython.float cimport PyFloat_FromDouble
+from cpython.list cimport PyList_New
+from cpython.long cimport PyLong_FromLongLong, PyLong_FromUnsignedLongLong
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
+from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcmp
 
 from dynamo_sessions.errors import CorruptSession, SessionEncodeError
+
+import_datetime()
+
+
+cdef extern from "Python.h":
+    # Declared here without Cython's automatic exception checks: NULL / -1 are handled inline.
+    const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size)
+    bint PyUnicode_Check(object o)
+    bint PyUnicode_CheckExact(object o)
+    bint PyUnicode_IS_ASCII(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    unsigned int PyUnicode_KIND(object o)
+    void* PyUnicode_DATA(object o)
+    Py_UCS4 PyUnicode_READ(unsigned int kind, void* data, Py_ssize_t index)
+    PyObject* PyUnicode_DecodeUTF8(const char* s, Py_ssize_t size, const char* errors)
+    bint PyLong_Check(object o)
+    long long PyLong_AsLongLongAndOverflow(object o, int* overflow) except? -1
+    unsigned long long PyLong_AsUnsignedLongLong(object o)  # checked by hand: see _pack_int
+    PyObject* PyErr_Occurred()
+    bint PyFloat_Check(object o)
+    double PyFloat_AS_DOUBLE(object o)
+    bint PyBytes_Check(object o)
+    bint PyDict_Check(object o)
+    bint PyDict_CheckExact(object o)
+    Py_ssize_t PyDict_GET_SIZE(object o)
+    bint PyDict_Next(object p, Py_ssize_t* ppos, PyObject** pkey, PyObject** pvalue)
+    int PyDict_SetItem(object p, object key, object val) except -1
+    bint PyList_Check(object o)
+    bint PyList_CheckExact(object o)
+    Py_ssize_t PyList_GET_SIZE(object o)
+    PyObject* PyList_GET_ITEM(object o, Py_ssize_t i)
+    void PyList_SET_ITEM(object o, Py_ssize_t i, object v)
+    bint PyTuple_Check(object o)
+    bint PyTuple_CheckExact(object o)
+    Py_ssize_t PyTuple_GET_SIZE(object o)
+    PyObject* PyTuple_GET_ITEM(object o, Py_ssize_t i)
+    bint PyByteArray_Check(object o)
+    bint PyMemoryView_Check(object o)
+    int PyErr_ExceptionMatches(object exc)
+    void PyErr_Clear()
+
+
+cdef extern from "_core_c.h":
+    ctypedef struct ds_buf:
+        unsigned char* data
+        Py_ssize_t len
+    void ds_buf_init(ds_buf* b, unsigned char* stack, Py_ssize_t size)
+    void ds_buf_free(ds_buf* b)
+    int ds_pack_uint(ds_buf* b, uint64_t v) except -1
+    int ds_pack_int(ds_buf* b, int64_t v) except -1
+    int ds_pack_byte(ds_buf* b, unsigned char c) except -1
+    int ds_pack_double(ds_buf* b, double d) except -1
+    int ds_pack_str(ds_buf* b, const char* raw, Py_ssize_t n) except -1
+    int ds_pack_bin(ds_buf* b, const char* raw, Py_ssize_t n) except -1
+    int ds_pack_array(ds_buf* b, Py_ssize_t n) except -1
+    int ds_pack_map(ds_buf* b, Py_ssize_t n) except -1
+    int ds_pack_timestamp(ds_buf* b, int64_t seconds, uint32_t nanoseconds) except -1
+    const char* ds_utf8(PyObject* text, Py_ssize_t* n)
+    uint16_t ds_load16(const unsigned char* p)
+    uint32_t ds_load32(const unsigned char* p)
+    uint64_t ds_load64(const unsigned char* p)
+    double ds_load_double(const unsigned char* p)
+    double ds_load_float(const unsigned char* p)
+    PyObject* ds_decode_key(const char* p, Py_ssize_t n)
+    object ds_new_dict(Py_ssize_t n)
+    int64_t ds_days_from_civil(int64_t y, int64_t m, int64_t d)
+    void ds_civil_from_days(int64_t z, int* year, int* month, int* day)
+    int64_t ds_floordiv(int64_t a, int64_t b)
+    int64_t ds_floormod(int64_t a, int64_t b)
+
 
 # --- DynamoDB limits (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/) -------
 MAX_ITEM_BYTES = 409_600
@@ -45,33 +145,221 @@ MAX_INFLATED_BYTES = 64 * 1024 * 1024
 """A compressed payload may not inflate past this (a guard against decompression bombs)."""
 ZLIB_LEVEL = 1
 
+cdef enum:
+    _MAX_DEPTH = 100
+    _MAGIC = 0xC1
+    _HEADER_NONE_BYTE = 0x10  # FORMAT_VERSION << 4 | CODEC_NONE
+    _HEADER_ZLIB_BYTE = 0x11  # FORMAT_VERSION << 4 | CODEC_ZLIB
+    _STACK_BYTES = 4096  # encoder output that fits here needs no heap allocation
+    _WRITE_UNIT = 1024
+    _READ_UNIT = 4096
+
+cdef Py_ssize_t _MAX_LENGTH = 0xFFFFFFFF  # msgpack's largest str/bin/array/map length
+
 _HEADER_NONE = bytes((PAYLOAD_MAGIC, FORMAT_VERSION << 4 | CODEC_NONE))
 _HEADER_ZLIB = bytes((PAYLOAD_MAGIC, FORMAT_VERSION << 4 | CODEC_ZLIB))
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+cdef object _UTC = _dt.timezone.utc
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 64) - 1
 _MASK64 = (1 << 64) - 1
+# The datetime range in seconds since the epoch (0001-01-01 .. 9999-12-31T23:59:59).
+cdef int64_t _MIN_SECONDS = -62135596800
+cdef int64_t _MAX_SECONDS = 253402300799
+cdef uint64_t _LOW_34_BITS = (<uint64_t>1 << 34) - 1
 
 
 # ==============================================================================================
-# Codec
+# Codec: encoder
 # ==============================================================================================
+#
+# _pack returns 0 when the value was written and 1 when it (or something inside it) cannot be
+# stored.  The fast path does not build key paths: on 1 the caller re-walks the session with
+# _raise_encode_error, the twin's own validation order, so that both twins name the same key
+# with the same message.
 
 
-def _default(value: Any) -> Any:
-    # Only aware datetimes reach here: _check_encodable has validated everything else.
-    # Integer arithmetic (not value.timestamp()) keeps microseconds exact far from the epoch.
-    delta = value - _EPOCH
-    return msgpack.Timestamp(delta.days * 86400 + delta.seconds, delta.microseconds * 1000)
+cdef inline int _pack_text(ds_buf* b, object text) except -1:
+    cdef Py_ssize_t n
+    cdef const char* raw = ds_utf8(<PyObject*>text, &n)
+    if raw == NULL:
+        if PyErr_ExceptionMatches(UnicodeEncodeError):  # a lone surrogate
+            PyErr_Clear()
+            return 1
+        return -1
+    if n > _MAX_LENGTH:
+        return 1
+    ds_pack_str(b, raw, n)
+    return 0
 
 
-def _path(parent: str, key: object) -> str:
+cdef inline int _pack_bytes(ds_buf* b, object value) except -1:
+    if PyBytes_GET_SIZE(value) > _MAX_LENGTH:
+        return 1
+    ds_pack_bin(b, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
+    return 0
+
+
+cdef int _pack_int(ds_buf* b, object value) except -1:
+    cdef int overflow = 0
+    cdef long long number = PyLong_AsLongLongAndOverflow(value, &overflow)
+    cdef unsigned long long unsigned_number
+    if overflow == 0:
+        ds_pack_int(b, number)
+        return 0
+    if overflow < 0:  # below -2**63
+        return 1
+    unsigned_number = PyLong_AsUnsignedLongLong(value)
+    if unsigned_number == <unsigned long long>-1 and PyErr_Occurred() != NULL:
+        if not PyErr_ExceptionMatches(OverflowError):
+            return -1
+        PyErr_Clear()  # above 2**64 - 1
+        return 1
+    ds_pack_uint(b, unsigned_number)
+    return 0
+
+
+cdef int _pack_datetime(ds_buf* b, object value) except -1:
+    cdef int64_t offset_micros = 0
+    if datetime_tzinfo(value) is not _UTC:  # UTC, the common case, needs no utcoffset() call
+        offset = value.utcoffset()
+        if offset is None:
+            return 1
+        offset_micros = ((<int64_t>timedelta_days(offset) * 86400 + timedelta_seconds(offset))
+                         * 1_000_000 + timedelta_microseconds(offset))
+    cdef int64_t days = ds_days_from_civil(
+        datetime_year(value), datetime_month(value), datetime_day(value))
+    cdef int64_t micros = (
+        (days * 86400 + datetime_hour(value) * 3600 + datetime_minute(value) * 60
+         + datetime_second(value)) * 1_000_000 + datetime_microsecond(value) - offset_micros)
+    ds_pack_timestamp(b, ds_floordiv(micros, 1_000_000),
+                      <uint32_t>(ds_floormod(micros, 1_000_000) * 1000))
+    return 0
+
+
+cdef int _pack_dict(ds_buf* b, object mapping, int depth) except -1:
+    cdef Py_ssize_t pos = 0, count = 0, size
+    cdef PyObject* key_ref
+    cdef PyObject* value_ref
+    cdef object key, value  # strong references: packing a value may run Python code
+    if depth > _MAX_DEPTH:
+        return 1
+    if PyDict_CheckExact(mapping):
+        size = PyDict_GET_SIZE(mapping)
+        if size > _MAX_LENGTH:
+            return 1
+        ds_pack_map(b, size)
+        while PyDict_Next(mapping, &pos, &key_ref, &value_ref):
+            key = <object>key_ref
+            value = <object>value_ref
+            if not PyUnicode_Check(key) or _pack_text(b, key):
+                return 1
+            if _pack(b, value, depth + 1):
+                return 1
+            count += 1
+        if count != size or PyDict_GET_SIZE(mapping) != size:
+            raise RuntimeError("dictionary changed size during iteration")
+        return 0
+    # A dict subclass: its own items(), as msgpack's packer does (an OrderedDict keeps its order).
+    items = list(mapping.items())
+    if len(items) > _MAX_LENGTH:
+        return 1
+    ds_pack_map(b, len(items))
+    for k, v in items:
+        if not PyUnicode_Check(k) or _pack_text(b, k):
+            return 1
+        if _pack(b, v, depth + 1):
+            return 1
+    return 0
+
+
+cdef int _pack_sequence(ds_buf* b, object seq, int depth) except -1:
+    cdef Py_ssize_t i, n
+    cdef object item  # a strong reference: packing an item may run Python code
+    if depth > _MAX_DEPTH:
+        return 1
+    if PyList_CheckExact(seq):
+        n = PyList_GET_SIZE(seq)
+        if n > _MAX_LENGTH:
+            return 1
+        ds_pack_array(b, n)
+        for i in range(n):
+            if i >= PyList_GET_SIZE(seq):
+                raise RuntimeError("list changed size during iteration")
+            item = <object>PyList_GET_ITEM(seq, i)
+            if _pack(b, item, depth + 1):
+                return 1
+        if PyList_GET_SIZE(seq) != n:
+            raise RuntimeError("list changed size during iteration")
+        return 0
+    if PyTuple_CheckExact(seq):
+        n = PyTuple_GET_SIZE(seq)
+        if n > _MAX_LENGTH:
+            return 1
+        ds_pack_array(b, n)
+        for i in range(n):
+            if _pack(b, <object>PyTuple_GET_ITEM(seq, i), depth + 1):
+                return 1
+        return 0
+    items = list(seq)  # a list or tuple subclass: its own iteration
+    if len(items) > _MAX_LENGTH:
+        return 1
+    ds_pack_array(b, len(items))
+    for v in items:
+        if _pack(b, v, depth + 1):
+            return 1
+    return 0
+
+
+cdef int _pack(ds_buf* b, object value, int depth) except -1:
+    cdef type kind = type(value)
+    if kind is str:
+        return _pack_text(b, value)
+    if kind is int:
+        return _pack_int(b, value)
+    if value is None:
+        ds_pack_byte(b, 0xC0)
+        return 0
+    if kind is bool:
+        ds_pack_byte(b, 0xC3 if value is True else 0xC2)
+        return 0
+    if kind is float:
+        ds_pack_double(b, PyFloat_AS_DOUBLE(value))
+        return 0
+    if kind is dict:
+        return _pack_dict(b, value, depth)
+    if kind is list or kind is tuple:
+        return _pack_sequence(b, value, depth)
+    if kind is bytes:
+        return _pack_bytes(b, value)
+    # Subclasses, in the order msgpack's packer tests them (bool cannot be subclassed).
+    if PyLong_Check(value):
+        return _pack_int(b, value)
+    if PyFloat_Check(value):
+        ds_pack_double(b, PyFloat_AS_DOUBLE(value))
+        return 0
+    if PyBytes_Check(value):
+        return _pack_bytes(b, value)
+    if PyUnicode_Check(value):
+        return _pack_text(b, value)
+    if PyDict_Check(value):
+        return _pack_dict(b, value, depth)
+    if PyList_Check(value) or PyTuple_Check(value):
+        return _pack_sequence(b, value, depth)
+    if PyDateTime_Check(value):
+        return _pack_datetime(b, value)
+    return 1
+
+
+# --- error reporting: the twin's validation, in the twin's order ------------------------------
+
+
+def _path(parent, key):
     if isinstance(key, int):
         return f"{parent}[{key}]"
     return f"{parent}.{key}" if parent else str(key)
 
 
-def _check_encodable(value: Any, path: str, depth: int) -> None:
+def _check_encodable(value, path, depth):
     if value is None or isinstance(value, (str, bytes, bool, float)):
         return
     if isinstance(value, int):
@@ -119,30 +407,44 @@ def _check_encodable(value: Any, path: str, depth: int) -> None:
     )
 
 
-def _unencodable_text_path(value: Any, path: str) -> str | None:
-    """The path of the first str (dict key or value) that UTF-8 cannot encode, if any."""
+def _unencodable_text(value, path):
+    """(path, UnicodeEncodeError) of the first str (dict key or value) UTF-8 cannot encode."""
     if isinstance(value, str):
         try:
             value.encode("utf-8")
-        except UnicodeEncodeError:
-            return path
+        except UnicodeEncodeError as exc:
+            return path, exc
         return None
     if isinstance(value, dict):
         for key, item in value.items():
-            found = _unencodable_text_path(key, _path(path, key))
+            found = _unencodable_text(key, _path(path, key))
             if found is None:
-                found = _unencodable_text_path(item, _path(path, key))
+                found = _unencodable_text(item, _path(path, key))
             if found is not None:
                 return found
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            found = _unencodable_text_path(item, _path(path, index))
+            found = _unencodable_text(item, _path(path, index))
             if found is not None:
                 return found
     return None
 
 
-def _as_dict(data: Mapping[str, Any]) -> dict[str, Any]:
+def _raise_encode_error(session):
+    for key, value in session.items():
+        if not isinstance(key, str):
+            raise SessionEncodeError(
+                f"session key {key!r} is not a str; only str keys can be stored", repr(key)
+            )
+        _check_encodable(value, key, 2)
+    found = _unencodable_text(session, "")
+    if found is None:
+        raise SessionEncodeError("session cannot be encoded", "")
+    path, exc = found
+    raise SessionEncodeError(f"session value {path!r} cannot be encoded: {exc}", path) from exc
+
+
+def _as_dict(data):
     if isinstance(data, dict):
         return data
     if isinstance(data, Mapping):
@@ -152,33 +454,31 @@ def _as_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-def pack_session(data: Mapping[str, Any]) -> bytes:
+cdef bytes _encode(object data, bint with_header):
+    cdef unsigned char stack[_STACK_BYTES]
+    cdef ds_buf b
+    session = data if PyDict_Check(data) else _as_dict(data)
+    ds_buf_init(&b, stack, _STACK_BYTES)
+    try:
+        if with_header:
+            ds_pack_byte(&b, _MAGIC)
+            ds_pack_byte(&b, _HEADER_NONE_BYTE)
+        if _pack_dict(&b, session, 1):
+            _raise_encode_error(session)
+        return PyBytes_FromStringAndSize(<char*>b.data, b.len)
+    finally:
+        ds_buf_free(&b)
+
+
+def pack_session(data):
     """Encode a session mapping as plain msgpack (no header, no compression).
 
     Raises :class:`SessionEncodeError` naming the key of the first value that cannot be stored.
     """
-    session = _as_dict(data)
-    for key, value in session.items():
-        if not isinstance(key, str):
-            raise SessionEncodeError(
-                f"session key {key!r} is not a str; only str keys can be stored", repr(key)
-            )
-        _check_encodable(value, key, 2)
-    try:
-        packed: bytes = msgpack.packb(session, use_bin_type=True, default=_default)
-    except (TypeError, ValueError, OverflowError) as exc:
-        # Types were validated above: what is left is a str that UTF-8 cannot encode (a lone
-        # surrogate); name its key like the other errors do.
-        path = _unencodable_text_path(session, "")
-        if path is None:  # pragma: no cover - nothing else is known to fail here
-            raise SessionEncodeError(f"session cannot be encoded: {exc}", "") from exc
-        raise SessionEncodeError(f"session value {path!r} cannot be encoded: {exc}", path) from exc
-    return packed
+    return _encode(data, False)
 
 
-def encode_session(
-    data: Mapping[str, Any], overhead_bytes: int = 0, compress: bool = True
-) -> bytes:
+def encode_session(data, overhead_bytes=0, compress=True):
     """Encode a session mapping into the bytes stored in the item's ``data`` attribute.
 
     The result is a two-byte header (0xC1, format version << 4 | codec) and standard msgpack
@@ -187,35 +487,275 @@ def encode_session(
     compressed only when that lowers the number of 1 KB write units the whole item needs.
     Raises :class:`SessionEncodeError` naming the key of a value that cannot be stored.
     """
-    raw = pack_session(data)
-    total = len(raw) + HEADER_BYTES + overhead_bytes
-    if compress and total > WRITE_UNIT_BYTES:
-        deflated = zlib.compress(raw, ZLIB_LEVEL)
+    cdef bytes payload = _encode(data, True)
+    if type(overhead_bytes) is int and 0 <= overhead_bytes <= _WRITE_UNIT and (
+            PyBytes_GET_SIZE(payload) + <Py_ssize_t>overhead_bytes <= _WRITE_UNIT):
+        return payload  # one write unit already: nothing to gain
+    total = PyBytes_GET_SIZE(payload) + overhead_bytes
+    if compress and total > _WRITE_UNIT:
+        deflated = zlib.compress(memoryview(payload)[HEADER_BYTES:], ZLIB_LEVEL)
         if write_units(len(deflated) + HEADER_BYTES + overhead_bytes) < write_units(total):
             return _HEADER_ZLIB + deflated
-    return _HEADER_NONE + raw
+    return payload
 
 
-def _reject_ext(code: int, data: bytes) -> Any:
-    raise CorruptSession(f"unsupported msgpack extension type {code}")
+# ==============================================================================================
+# Codec: decoder
+# ==============================================================================================
 
 
-def _check_decoded(value: Any, depth: int) -> None:
-    if isinstance(value, dict):
-        if depth > MAX_DEPTH:
-            raise CorruptSession(f"session payload is nested deeper than {MAX_DEPTH} levels")
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise CorruptSession(f"session payload has a non-str map key {key!r}")
-            _check_decoded(item, depth + 1)
-    elif isinstance(value, list):
-        if depth > MAX_DEPTH:
-            raise CorruptSession(f"session payload is nested deeper than {MAX_DEPTH} levels")
-        for item in value:
-            _check_decoded(item, depth + 1)
+cdef struct _Reader:
+    const unsigned char* pos
+    const unsigned char* end
 
 
-def _inflate(body: bytes | memoryview) -> bytes:
+cdef inline int _need(_Reader* r, Py_ssize_t n) except -1:
+    if r.end - r.pos < n:
+        raise CorruptSession("session payload is truncated (a length runs past the end)")
+    return 0
+
+
+cdef object _steal(PyObject* new_reference):
+    obj = <object>new_reference
+    Py_DECREF(obj)
+    return obj
+
+
+cdef int _raise_bad_utf8() except -1:
+    if PyErr_ExceptionMatches(UnicodeDecodeError):
+        PyErr_Clear()
+        raise CorruptSession("session payload has a str that is not valid UTF-8")
+    return -1  # another error (MemoryError) is already set: let it through
+
+
+cdef object _read_str(_Reader* r, Py_ssize_t n):
+    _need(r, n)
+    cdef PyObject* text = PyUnicode_DecodeUTF8(<const char*>r.pos, n, NULL)
+    if text == NULL:
+        _raise_bad_utf8()
+    r.pos += n
+    return _steal(text)
+
+
+cdef object _read_key(_Reader* r):
+    cdef Py_ssize_t n
+    _need(r, 1)
+    cdef unsigned char c = r.pos[0]
+    r.pos += 1
+    if 0xA0 <= c <= 0xBF:
+        n = c & 0x1F
+    elif c == 0xD9:
+        _need(r, 1)
+        n = r.pos[0]
+        r.pos += 1
+    elif c == 0xDA:
+        _need(r, 2)
+        n = ds_load16(r.pos)
+        r.pos += 2
+    elif c == 0xDB:
+        _need(r, 4)
+        n = ds_load32(r.pos)
+        r.pos += 4
+    else:
+        raise CorruptSession(f"session payload has a non-str map key (msgpack type 0x{c:02x})")
+    _need(r, n)
+    cdef PyObject* key = ds_decode_key(<const char*>r.pos, n)
+    if key == NULL:
+        _raise_bad_utf8()
+    r.pos += n
+    return _steal(key)
+
+
+cdef object _read_map(_Reader* r, Py_ssize_t n, int depth):
+    if depth > _MAX_DEPTH:
+        raise CorruptSession(f"session payload is nested deeper than {MAX_DEPTH} levels")
+    if n > (r.end - r.pos) // 2:
+        raise CorruptSession("session payload is truncated (a map runs past the end)")
+    result = ds_new_dict(n)
+    cdef Py_ssize_t i
+    for i in range(n):
+        key = _read_key(r)
+        PyDict_SetItem(result, key, _read(r, depth + 1))
+    return result
+
+
+cdef object _read_array(_Reader* r, Py_ssize_t n, int depth):
+    if depth > _MAX_DEPTH:
+        raise CorruptSession(f"session payload is nested deeper than {MAX_DEPTH} levels")
+    if n > r.end - r.pos:
+        raise CorruptSession("session payload is truncated (an array runs past the end)")
+    result = PyList_New(n)
+    cdef Py_ssize_t i
+    for i in range(n):
+        item = _read(r, depth + 1)
+        Py_INCREF(item)
+        PyList_SET_ITEM(result, i, item)
+    return result
+
+
+cdef object _read_bin(_Reader* r, Py_ssize_t n):
+    _need(r, n)
+    cdef const char* start = <const char*>r.pos
+    r.pos += n
+    return PyBytes_FromStringAndSize(start, n)
+
+
+cdef object _read_ext(_Reader* r, Py_ssize_t n):
+    """Only the timestamp extension (type -1, 4/8/12 bytes) is accepted, as an aware UTC datetime."""
+    cdef int64_t seconds
+    cdef uint64_t data64
+    cdef int64_t nanoseconds
+    cdef int year, month, day
+    _need(r, n + 1)
+    cdef signed char code = <signed char>r.pos[0]
+    cdef const unsigned char* data = r.pos + 1
+    r.pos += n + 1
+    if code != -1:
+        raise CorruptSession(f"unsupported msgpack extension type {code}")
+    if n == 4:
+        seconds = ds_load32(data)
+        nanoseconds = 0
+    elif n == 8:
+        data64 = ds_load64(data)
+        seconds = <int64_t>(data64 & _LOW_34_BITS)
+        nanoseconds = <int64_t>(data64 >> 34)
+    elif n == 12:
+        nanoseconds = ds_load32(data)
+        seconds = <int64_t>ds_load64(data + 4)
+    else:
+        raise CorruptSession(f"timestamp extension of {n} bytes (expected 4, 8 or 12)")
+    # As msgpack's timestamp=3: nanoseconds must be < 10**9; microseconds are truncated.
+    if nanoseconds > 999_999_999:
+        raise CorruptSession("session payload has a timestamp with nanoseconds >= 10**9")
+    if seconds < _MIN_SECONDS or seconds > _MAX_SECONDS:
+        raise CorruptSession("session payload has a timestamp outside the datetime range")
+    cdef int micros = <int>(nanoseconds // 1000)
+    cdef int64_t days = ds_floordiv(seconds, 86400)
+    cdef int64_t rest = seconds - days * 86400
+    ds_civil_from_days(days, &year, &month, &day)
+    return datetime_new(year, month, day, <int>(rest // 3600), <int>(rest // 60 % 60),
+                        <int>(rest % 60), micros, _UTC)
+
+
+cdef object _read(_Reader* r, int depth):
+    _need(r, 1)
+    cdef unsigned char c = r.pos[0]
+    r.pos += 1
+    cdef Py_ssize_t n
+    if c <= 0x7F:
+        return <long>c
+    if c >= 0xE0:
+        return <long><signed char>c
+    if c <= 0x8F:
+        return _read_map(r, c & 0x0F, depth)
+    if c <= 0x9F:
+        return _read_array(r, c & 0x0F, depth)
+    if c <= 0xBF:
+        return _read_str(r, c & 0x1F)
+    if c == 0xC0:
+        return None
+    if c == 0xC2:
+        return False
+    if c == 0xC3:
+        return True
+    if c == 0xCB:
+        _need(r, 8)
+        r.pos += 8
+        return PyFloat_FromDouble(ds_load_double(r.pos - 8))
+    if c == 0xCA:
+        _need(r, 4)
+        r.pos += 4
+        return PyFloat_FromDouble(ds_load_float(r.pos - 4))
+    if 0xCC <= c <= 0xD3:  # uint 8/16/32/64, int 8/16/32/64
+        n = 1 << ((c - 0xCC) & 3)
+        _need(r, n)
+        r.pos += n
+        if c == 0xCC:
+            return <long>(r.pos - 1)[0]
+        if c == 0xCD:
+            return <long>ds_load16(r.pos - 2)
+        if c == 0xCE:
+            return PyLong_FromLongLong(ds_load32(r.pos - 4))
+        if c == 0xCF:
+            return PyLong_FromUnsignedLongLong(ds_load64(r.pos - 8))
+        if c == 0xD0:
+            return <long><signed char>(r.pos - 1)[0]
+        if c == 0xD1:
+            return <long><short>ds_load16(r.pos - 2)
+        if c == 0xD2:
+            return PyLong_FromLongLong(<int>ds_load32(r.pos - 4))
+        return PyLong_FromLongLong(<int64_t>ds_load64(r.pos - 8))
+    if 0xD9 <= c <= 0xDB:  # str 8/16/32
+        n = _read_length(r, 1 << (c - 0xD9))
+        return _read_str(r, n)
+    if 0xC4 <= c <= 0xC6:  # bin 8/16/32
+        n = _read_length(r, 1 << (c - 0xC4))
+        return _read_bin(r, n)
+    if c == 0xDC or c == 0xDD:
+        return _read_array(r, _read_length(r, 2 if c == 0xDC else 4), depth)
+    if c == 0xDE or c == 0xDF:
+        return _read_map(r, _read_length(r, 2 if c == 0xDE else 4), depth)
+    if 0xD4 <= c <= 0xD8:  # fixext 1/2/4/8/16
+        return _read_ext(r, 1 << (c - 0xD4))
+    if 0xC7 <= c <= 0xC9:  # ext 8/16/32
+        return _read_ext(r, _read_length(r, 1 << (c - 0xC7)))
+    raise CorruptSession(f"session payload has the reserved msgpack byte 0x{c:02x}")
+
+
+cdef Py_ssize_t _read_length(_Reader* r, int width) except -1:
+    _need(r, width)
+    r.pos += width
+    if width == 1:
+        return (r.pos - 1)[0]
+    if width == 2:
+        return ds_load16(r.pos - 2)
+    return ds_load32(r.pos - 4)
+
+
+cdef dict _unpack_bytes(const unsigned char* data, Py_ssize_t size):
+    cdef _Reader r
+    r.pos = data
+    r.end = data + size
+    _need(&r, 1)
+    cdef unsigned char c = r.pos[0]
+    if not (0x80 <= c <= 0x8F or c == 0xDE or c == 0xDF):
+        raise CorruptSession("session payload is not a map")
+    result = _read(&r, 1)
+    if r.pos != r.end:
+        raise CorruptSession(f"session payload has {r.end - r.pos} trailing bytes")
+    return result
+
+
+cdef dict _unpack_buffer(object body):
+    """Any flat byte buffer, as msgpack.unpackb takes it (a strided one is copied first)."""
+    cdef Py_buffer view
+    if type(body) is bytes:
+        return _unpack_bytes(<const unsigned char*>PyBytes_AS_STRING(body),
+                             PyBytes_GET_SIZE(body))
+    try:
+        PyObject_GetBuffer(body, &view, PyBUF_FULL_RO)
+    except Exception as exc:
+        raise CorruptSession(f"session payload cannot be read as bytes: {exc}") from exc
+    try:
+        if view.itemsize != 1:
+            raise CorruptSession("session payload must be a flat byte buffer")
+        if not PyBuffer_IsContiguous(&view, b"C"[0]):
+            return _unpack_buffer(memoryview(body).tobytes())
+        return _unpack_bytes(<const unsigned char*>view.buf, view.len)
+    finally:
+        PyBuffer_Release(&view)
+
+
+def unpack_session(body):
+    """Decode plain msgpack (no header) into a session dict.
+
+    Raises :class:`CorruptSession` for anything that is not a msgpack map with str keys holding
+    supported values; never another exception.
+    """
+    return _unpack_buffer(body)
+
+
+def _inflate(body):
     inflater = zlib.decompressobj()
     try:
         out = inflater.decompress(body, MAX_INFLATED_BYTES)
@@ -228,37 +768,35 @@ def _inflate(body: bytes | memoryview) -> bytes:
     return out
 
 
-def unpack_session(body: bytes | bytearray | memoryview) -> dict[str, Any]:
-    """Decode plain msgpack (no header) into a session dict.
-
-    Raises :class:`CorruptSession` for anything that is not a msgpack map with str keys holding
-    supported values; never another exception.
-    """
-    try:
-        value = msgpack.unpackb(
-            body, raw=False, strict_map_key=False, timestamp=3, ext_hook=_reject_ext
-        )
-    except CorruptSession:
-        raise
-    except Exception as exc:
-        raise CorruptSession(f"session payload is not valid msgpack: {exc}") from exc
-    if not isinstance(value, dict):
-        raise CorruptSession(f"session payload is a {type(value).__name__}, not a map")
-    try:
-        _check_decoded(value, 1)
-    except RecursionError as exc:  # pragma: no cover - bounded by MAX_DEPTH
-        raise CorruptSession("session payload is nested too deeply") from exc
-    return value
+cdef dict _decode_flat(const unsigned char* data, Py_ssize_t size, object owner):
+    if size < 2 or data[0] != _MAGIC:
+        raise CorruptSession("session payload has no dynamo-sessions header")
+    cdef int version = data[1] >> 4
+    cdef int codec = data[1] & 0x0F
+    if version != FORMAT_VERSION:
+        raise CorruptSession(f"session payload format version {version} is not supported")
+    if codec == CODEC_NONE:
+        return _unpack_bytes(data + 2, size - 2)
+    if codec == CODEC_ZLIB:
+        inflated = _inflate(memoryview(owner)[HEADER_BYTES:])
+        return _unpack_bytes(<const unsigned char*>PyBytes_AS_STRING(inflated),
+                             PyBytes_GET_SIZE(inflated))
+    raise CorruptSession(f"session payload codec {codec} is not supported")
 
 
-def decode_session(payload: bytes | bytearray | memoryview) -> dict[str, Any]:
+def decode_session(payload):
     """Decode bytes made by :func:`encode_session` back into a session dict.
 
     Datetimes come back as aware datetimes in UTC, tuples as lists.  Any malformed input
     (wrong type, truncated, wrong header, unknown version or codec, garbage, unsupported
     types) raises :class:`CorruptSession` - never another exception.
     """
-    if not isinstance(payload, (bytes, bytearray, memoryview)):
+    cdef Py_buffer buffer
+    if type(payload) is bytes:
+        return _decode_flat(<const unsigned char*>PyBytes_AS_STRING(payload),
+                            PyBytes_GET_SIZE(payload), payload)
+    if not (PyBytes_Check(payload) or PyByteArray_Check(payload)
+            or PyMemoryView_Check(payload)):
         raise CorruptSession(f"session payload must be bytes, not {type(payload).__name__}")
     try:
         view = memoryview(payload)
@@ -266,123 +804,263 @@ def decode_session(payload: bytes | bytearray | memoryview) -> dict[str, Any]:
         raise CorruptSession(f"session payload cannot be read: {exc}") from exc
     if view.ndim != 1 or view.itemsize != 1:
         raise CorruptSession("session payload must be a flat byte buffer")
-    if not view.c_contiguous:  # a strided view: zlib only reads contiguous memory
+    if not view.c_contiguous:  # a strided view: read a contiguous copy
         view = memoryview(view.tobytes())
-    if len(view) < HEADER_BYTES or view[0] != PAYLOAD_MAGIC:
-        raise CorruptSession("session payload has no dynamo-sessions header")
-    version, codec = view[1] >> 4, view[1] & 0x0F
-    if version != FORMAT_VERSION:
-        raise CorruptSession(f"session payload format version {version} is not supported")
-    body = view[HEADER_BYTES:]
-    if codec == CODEC_ZLIB:
-        return unpack_session(_inflate(body))
-    if codec != CODEC_NONE:
-        raise CorruptSession(f"session payload codec {codec} is not supported")
-    return unpack_session(body)
+    PyObject_GetBuffer(view, &buffer, PyBUF_SIMPLE)
+    try:
+        return _decode_flat(<const unsigned char*>buffer.buf, buffer.len, view)
+    finally:
+        PyBuffer_Release(&buffer)
 
 
 # ==============================================================================================
 # Item size and capacity units
 # ==============================================================================================
 
-_NUMBER = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]+))?")
+
+cdef Py_ssize_t _utf8_len(object text) except -1:
+    """UTF-8 length with surrogates counted as 3 bytes (``surrogatepass``), without encoding."""
+    cdef Py_ssize_t i, n, total
+    cdef unsigned int kind
+    cdef void* data
+    cdef Py_UCS4 ch
+    if not PyUnicode_Check(text):
+        raise TypeError(f"expected a str, not {type(text).__name__}")
+    n = PyUnicode_GET_LENGTH(text)
+    if PyUnicode_IS_ASCII(text):
+        return n
+    kind = PyUnicode_KIND(text)
+    data = PyUnicode_DATA(text)
+    total = n
+    for i in range(n):
+        ch = PyUnicode_READ(kind, data, i)
+        if ch >= 0x80:
+            total += 1 if ch < 0x800 else (2 if ch < 0x10000 else 3)
+    return total
 
 
-def number_size(text: str) -> int:
+cdef Py_ssize_t _binary_len(object value) except -1:
+    if PyBytes_Check(value) or PyByteArray_Check(value):
+        return len(value)
+    if PyMemoryView_Check(value):
+        return value.nbytes
+    if PyUnicode_Check(value):
+        return len(value.encode("utf-8"))
+    raise TypeError(f"a DynamoDB binary value is bytes, not {type(value).__name__}")
+
+
+cdef inline bint _is_digit(char c):
+    return b"0"[0] <= c <= b"9"[0]
+
+
+cdef Py_ssize_t _number_size(object text) except -1:
+    cdef const char* s
+    cdef Py_ssize_t n, i = 0, integral, fraction = 0, leading = 0, trailing = 0, digits
+    cdef Py_ssize_t significant, frac_start = 0
+    cdef int64_t parity = 0, first_pair, last_pair
+    cdef bint negative = False
+    if not PyUnicode_Check(text):
+        raise TypeError(f"a DynamoDB number is given as a str, not {type(text).__name__}")
+    if not PyUnicode_IS_ASCII(text):
+        raise ValueError(f"{text!r} is not a number")
+    s = <const char*>PyUnicode_DATA(text)
+    n = PyUnicode_GET_LENGTH(text)
+    if i < n and (s[i] == b"+"[0] or s[i] == b"-"[0]):
+        negative = s[i] == b"-"[0]
+        i += 1
+    cdef Py_ssize_t int_start = i
+    while i < n and _is_digit(s[i]):
+        i += 1
+    integral = i - int_start
+    if i < n and s[i] == b"."[0]:
+        i += 1
+        frac_start = i
+        while i < n and _is_digit(s[i]):
+            i += 1
+        fraction = i - frac_start
+    if i < n and (s[i] == b"e"[0] or s[i] == b"E"[0]):
+        i += 1
+        if i < n and (s[i] == b"+"[0] or s[i] == b"-"[0]):
+            i += 1
+        if i >= n or not _is_digit(s[i]):
+            raise ValueError(f"{text!r} is not a number")
+        while i < n and _is_digit(s[i]):
+            i += 1
+        parity = (s[i - 1] - b"0"[0]) & 1  # only the exponent's parity matters (see below)
+    if i != n or integral + fraction == 0:
+        raise ValueError(f"{text!r} is not a number")
+    digits = integral + fraction
+    # Leading and trailing zeros of the digit string integral + fraction.
+    while leading < digits and _digit_at(s, int_start, integral, frac_start, leading) == b"0"[0]:
+        leading += 1
+    if leading == digits:
+        return 1
+    while _digit_at(s, int_start, integral, frac_start, digits - 1 - trailing) == b"0"[0]:
+        trailing += 1
+    significant = digits - leading - trailing
+    # point = integral + exponent - leading.  Shifting point by 2 shifts both pair indexes by 1,
+    # so only its parity enters the difference (this keeps huge exponents exact).
+    parity = (parity + integral - leading) & 1
+    first_pair = ds_floordiv(parity - 1, 2)
+    last_pair = ds_floordiv(parity - significant, 2)
+    return first_pair - last_pair + 2 + (1 if negative else 0)
+
+
+cdef inline char _digit_at(const char* s, Py_ssize_t int_start, Py_ssize_t integral,
+                           Py_ssize_t frac_start, Py_ssize_t index):
+    if index < integral:
+        return s[int_start + index]
+    return s[frac_start + index - integral]
+
+
+def number_size(text):
     """Bytes DynamoDB counts for a number given as its decimal string.
 
     DynamoDB stores numbers as base-100 digit pairs aligned on the decimal point, after
     dropping leading and trailing zero pairs, plus one exponent byte, plus one byte for a
     negative number; zero takes one byte.  Raises ``ValueError`` for a malformed number.
     """
-    if not isinstance(text, str):
-        raise TypeError(f"a DynamoDB number is given as a str, not {type(text).__name__}")
-    match = _NUMBER.fullmatch(text)
-    if match is None or not (match.group(2) or match.group(3)):
-        raise ValueError(f"{text!r} is not a number")
-    sign, integral, fraction, exponent = match.groups()
-    fraction = fraction or ""
-    digits = integral + fraction
-    point = len(integral) + (int(exponent) if exponent else 0)
-    stripped = digits.lstrip("0")
-    point -= len(digits) - len(stripped)
-    stripped = stripped.rstrip("0")
-    if not stripped:
+    return _number_size(text)
+
+
+cdef Py_ssize_t _sequence_size(object values, int kind) except -1:
+    """Sum of element sizes: kind 0 strings (SS), 1 numbers (NS), 2 binaries (BS), 3 values (L)."""
+    cdef Py_ssize_t total = 0, i
+    cdef object item
+    if PyList_CheckExact(values):
+        for i in range(PyList_GET_SIZE(values)):
+            total += _element_size(<object>PyList_GET_ITEM(values, i), kind)
+        return total
+    for item in values:
+        total += _element_size(item, kind)
+    return total
+
+
+cdef inline Py_ssize_t _element_size(object item, int kind) except -1:
+    if kind == 0:
+        return _utf8_len(item)
+    if kind == 1:
+        return _number_size(item)
+    if kind == 2:
+        return _binary_len(item)
+    return 1 + _attribute_value_size(item)
+
+
+cdef Py_ssize_t _map_size(object inner) except -1:
+    cdef Py_ssize_t total = 3, pos = 0
+    cdef PyObject* key
+    cdef PyObject* value
+    if PyDict_CheckExact(inner):
+        while PyDict_Next(inner, &pos, &key, &value):
+            total += 1 + _utf8_len(<object>key) + _attribute_value_size(<object>value)
+        return total
+    if not isinstance(inner, Mapping):
+        raise TypeError(f"an M value is a dict, not {type(inner).__name__}")
+    for k, v in inner.items():
+        total += 1 + _utf8_len(k) + _attribute_value_size(v)
+    return total
+
+
+cdef Py_ssize_t _attribute_value_size(object value) except -1:
+    cdef Py_ssize_t pos = 0, n
+    cdef PyObject* tag_ptr
+    cdef PyObject* inner_ptr
+    cdef const char* t
+    if PyDict_CheckExact(value):
+        if PyDict_GET_SIZE(value) != 1:
+            raise TypeError(
+                f"an attribute value is a one-key dict like {{'S': ...}}, not {value!r}")
+        PyDict_Next(value, &pos, &tag_ptr, &inner_ptr)
+        tag = <object>tag_ptr
+        inner = <object>inner_ptr
+    elif isinstance(value, Mapping) and len(value) == 1:
+        for tag, inner in value.items():
+            break
+    else:
+        raise TypeError(f"an attribute value is a one-key dict like {{'S': ...}}, not {value!r}")
+    if not (PyUnicode_CheckExact(tag) and PyUnicode_IS_ASCII(tag)):
+        if tag in ("S", "B", "N", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"):
+            tag = str(tag)  # a str subclass equal to a known tag
+        else:
+            raise TypeError(f"unknown DynamoDB attribute type {tag!r}")
+    t = <const char*>PyUnicode_DATA(tag)
+    n = PyUnicode_GET_LENGTH(tag)
+    if n == 1:
+        if t[0] == b"S"[0]:
+            return _utf8_len(inner)
+        if t[0] == b"B"[0]:
+            return _binary_len(inner)
+        if t[0] == b"N"[0]:
+            return _number_size(inner)
+        if t[0] == b"M"[0]:
+            return _map_size(inner)
+        if t[0] == b"L"[0]:
+            return 3 + _sequence_size(inner, 3)
+    elif n == 2 and t[1] == b"S"[0]:
+        if t[0] == b"S"[0]:
+            return _sequence_size(inner, 0)
+        if t[0] == b"N"[0]:
+            return _sequence_size(inner, 1)
+        if t[0] == b"B"[0]:
+            return _sequence_size(inner, 2)
+    elif n == 4 and (memcmp(t, b"BOOL", 4) == 0 or memcmp(t, b"NULL", 4) == 0):
         return 1
-    first_pair = (point - 1) // 2
-    last_pair = (point - len(stripped)) // 2
-    return first_pair - last_pair + 2 + (1 if sign == "-" else 0)
+    raise TypeError(f"unknown DynamoDB attribute type {tag!r}")
 
 
-def _utf8_len(text: Any) -> int:
-    if isinstance(text, str):
-        return len(text.encode("utf-8", "surrogatepass"))
-    raise TypeError(f"expected a str, not {type(text).__name__}")
-
-
-def _binary_len(value: Any) -> int:
-    if isinstance(value, (bytes, bytearray)):
-        return len(value)
-    if isinstance(value, memoryview):
-        return value.nbytes
-    if isinstance(value, str):
-        return len(value.encode("utf-8"))
-    raise TypeError(f"a DynamoDB binary value is bytes, not {type(value).__name__}")
-
-
-def attribute_value_size(value: Mapping[str, Any]) -> int:
+def attribute_value_size(value):
     """Bytes DynamoDB counts for one low-level attribute value such as ``{"S": "abc"}``.
 
     Lists and maps cost 3 bytes plus 1 byte per element (and a map element's key length).
     """
-    if not isinstance(value, Mapping) or len(value) != 1:
-        raise TypeError(f"an attribute value is a one-key dict like {{'S': ...}}, not {value!r}")
-    for tag, inner in value.items():
-        if tag == "S":
-            return _utf8_len(inner)
-        if tag == "B":
-            return _binary_len(inner)
-        if tag == "N":
-            return number_size(inner)
-        if tag in ("BOOL", "NULL"):
-            return 1
-        if tag == "M":
-            if not isinstance(inner, Mapping):
-                raise TypeError(f"an M value is a dict, not {type(inner).__name__}")
-            return 3 + sum(
-                1 + _utf8_len(key) + attribute_value_size(item) for key, item in inner.items()
-            )
-        if tag == "L":
-            return 3 + sum(1 + attribute_value_size(item) for item in inner)
-        if tag == "SS":
-            return sum(_utf8_len(item) for item in inner)
-        if tag == "NS":
-            return sum(number_size(item) for item in inner)
-        if tag == "BS":
-            return sum(_binary_len(item) for item in inner)
-        raise TypeError(f"unknown DynamoDB attribute type {tag!r}")
-    raise AssertionError("unreachable")  # pragma: no cover
+    return _attribute_value_size(value)
 
 
-def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
+def item_size(item):
     """Bytes DynamoDB counts for a low-level item: UTF-8 attribute-name lengths plus values."""
+    cdef Py_ssize_t total = 0, pos = 0
+    cdef PyObject* name
+    cdef PyObject* value
+    if PyDict_CheckExact(item):
+        while PyDict_Next(item, &pos, &name, &value):
+            total += _utf8_len(<object>name) + _attribute_value_size(<object>value)
+        return total
     if not isinstance(item, Mapping):
         raise TypeError(f"an item is a dict of attribute values, not {type(item).__name__}")
-    return sum(_utf8_len(name) + attribute_value_size(value) for name, value in item.items())
+    for k, v in item.items():
+        total += _utf8_len(k) + _attribute_value_size(v)
+    return total
 
 
-def write_units(size: int) -> int:
+def write_units(size):
     """Write capacity units for writing an item of ``size`` bytes (1 KB units, at least 1)."""
+    cdef int overflow = 0
+    cdef long long n
+    if type(size) is int:
+        n = PyLong_AsLongLongAndOverflow(size, &overflow)
+        if overflow == 0:
+            if n < 0:
+                raise ValueError("size must be >= 0")
+            return 1 if n <= _WRITE_UNIT else n // _WRITE_UNIT + (n % _WRITE_UNIT != 0)
     if size < 0:
         raise ValueError("size must be >= 0")
     return max(1, -(-size // WRITE_UNIT_BYTES))
 
 
-def read_units(size: int, consistent: bool = True) -> float:
+def read_units(size, consistent=True):
     """Read capacity units for reading an item of ``size`` bytes.
 
     4 KB units, at least 1; an eventually consistent read costs half.
     """
+    cdef int overflow = 0
+    cdef long long n
+    if type(size) is int:
+        n = PyLong_AsLongLongAndOverflow(size, &overflow)
+        if overflow == 0:
+            if n < 0:
+                raise ValueError("size must be >= 0")
+            n = 1 if n <= _READ_UNIT else n // _READ_UNIT + (n % _READ_UNIT != 0)
+            return <double>n if consistent else n / 2.0
     if size < 0:
         raise ValueError("size must be >= 0")
     units = max(1, -(-size // READ_UNIT_BYTES))
@@ -396,7 +1074,7 @@ def read_units(size: int, consistent: bool = True) -> float:
 BACKOFF_MODES = ("exponential", "uniform")
 
 
-class LockRetryBackoff:
+cdef class LockRetryBackoff:
     """Delays between attempts to take a session lock (or to retry an optimistic write).
 
     ``exponential`` (default): the n-th delay is drawn uniformly from
@@ -407,16 +1085,28 @@ class LockRetryBackoff:
     A ``seed`` makes the schedule reproducible (both twins draw the same delays).
     """
 
+    cdef public unsigned long long min_retry_microseconds
+    cdef public unsigned long long max_retry_microseconds
+    cdef public double max_wait_seconds
+    cdef public str mode
+    cdef public long long attempt
+    cdef public double deadline
+    cdef public double slept_seconds
+    cdef bint _exponential
+    cdef uint64_t _state
+    cdef object _clock
+    cdef object _sleep
+
     def __init__(
         self,
-        min_retry_microseconds: int = 10_000,
-        max_retry_microseconds: int = 50_000,
-        max_wait_seconds: float = 10.0,
-        mode: str = "exponential",
-        seed: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Any] = time.sleep,
-    ) -> None:
+        min_retry_microseconds=10_000,
+        max_retry_microseconds=50_000,
+        max_wait_seconds=10.0,
+        mode="exponential",
+        seed=None,
+        clock=time.monotonic,
+        sleep=time.sleep,
+    ):
         if mode not in BACKOFF_MODES:
             raise ValueError(f"mode must be one of {BACKOFF_MODES}, not {mode!r}")
         min_us = int(min_retry_microseconds)
@@ -438,42 +1128,50 @@ class LockRetryBackoff:
         self.slept_seconds = 0.0
         self.start()
 
-    def _next_random(self) -> int:
+    cdef inline uint64_t _next_random(self):
         # splitmix64
-        self._state = (self._state + 0x9E3779B97F4A7C15) & _MASK64
-        z = self._state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        self._state += 0x9E3779B97F4A7C15ULL
+        cdef uint64_t z = self._state
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
         return z ^ (z >> 31)
 
-    def start(self) -> None:
+    def start(self):
         """Begin a new wait: reset the attempt count and set the deadline from now."""
         self.attempt = 0
         self.slept_seconds = 0.0
         self.deadline = self._clock() + self.max_wait_seconds
 
-    def next_delay_microseconds(self) -> int:
-        """Draw the next delay (microseconds) of the schedule and count the attempt."""
-        low = self.min_retry_microseconds
-        high = self.max_retry_microseconds
-        if self._exponential and self.attempt < 62:
-            high = min(high, low << self.attempt) if low else high
+    cdef unsigned long long _next_delay(self):
+        cdef unsigned long long low = self.min_retry_microseconds
+        cdef unsigned long long high = self.max_retry_microseconds
+        cdef unsigned long long span
+        if self._exponential and self.attempt < 62 and low:
+            if low <= (high >> self.attempt):  # min(high, low << attempt) without overflow
+                high = low << self.attempt
         self.attempt += 1
-        return low + self._next_random() % (high - low + 1)
+        span = high - low + 1
+        if span == 0:  # the whole 64-bit range
+            return self._next_random()
+        return low + self._next_random() % span
 
-    def remaining_seconds(self) -> float:
+    def next_delay_microseconds(self):
+        """Draw the next delay (microseconds) of the schedule and count the attempt."""
+        return self._next_delay()
+
+    def remaining_seconds(self):
         """Seconds left before the deadline (never negative)."""
         return max(0.0, self.deadline - self._clock())
 
-    def wait(self) -> bool:
+    def wait(self):
         """Sleep before the next attempt; ``False`` (without sleeping) once the deadline passed.
 
         The sleep is the next delay of the schedule, cut so that it ends at the deadline.
         """
-        remaining = self.deadline - self._clock()
+        cdef double remaining = self.deadline - self._clock()
         if remaining <= 0:
             return False
-        delay = min(self.next_delay_microseconds() / 1_000_000, remaining)
+        cdef double delay = min(<double>self._next_delay() / 1_000_000, remaining)
         self._sleep(delay)
         self.slept_seconds += delay
         return True
