@@ -1,0 +1,280 @@
+"""Django sessions in DynamoDB: ``SESSION_ENGINE = "dynamo_sessions.django"``.
+
+Settings::
+
+    SESSION_ENGINE = "dynamo_sessions.django"
+    DYNAMO_SESSIONS = {"table_name": "sessions", "locking": "optimistic",
+                       "region_name": "eu-west-1"}        # any SessionConfig option, plus
+                                                           # session_name, id_pattern,
+                                                           # lock_timeout_status/_body,
+                                                           # retry_after_seconds
+    MIDDLEWARE = [..., "dynamo_sessions.django.SessionMiddleware", ...]  # instead of Django's
+
+``locking`` defaults to ``optimistic`` here.  Each item lives exactly as long as Django's
+expiry for that session (``get_expiry_age()``: ``SESSION_COOKIE_AGE`` or ``set_expiry``), so
+DynamoDB's TTL removes it when Django would consider it expired.  Keys are 256-bit ids from
+``secrets``; an unknown key is never adopted.  ``clear_expired()`` (``manage.py
+clearsessions``) runs the conditional garbage collector; TTL does the same for free.
+
+The middleware (a subclass of Django's ``SessionMiddleware``) adds three things: a pessimistic
+lock that was read but not saved is released at the end of the request, a ``LockTimeout``
+becomes a ``503`` with ``Retry-After``, and the cookie is ``Secure`` whenever the request is
+(``request.is_secure()``, which trusts ``SECURE_PROXY_SSL_HEADER`` only when you set it).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
+from django.core.signals import setting_changed
+from django.http import HttpRequest, HttpResponse
+
+from .config import SessionConfig
+from .errors import LockLost, LockTimeout, SessionExists, SessionGone
+from .handler import SessionHandler
+from .store import LoadedSession, create_store, new_session_id
+from .store import SessionStore as DynamoStore
+from .web import DEFAULT_ID_PATTERN, LifetimeStores, WebOptions, valid_cookie_id
+
+WEB_OPTIONS = ("session_name", "id_pattern", "lock_timeout_status", "lock_timeout_body",
+               "retry_after_seconds")
+
+
+class _Backend:
+    """The stores and options built from ``settings.DYNAMO_SESSIONS`` (one per process)."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        store_options = {k: v for k, v in options.items() if k not in WEB_OPTIONS}
+        store_options.setdefault("locking", "optimistic")
+        store_options.setdefault("session_lifetime_seconds", int(settings.SESSION_COOKIE_AGE))
+        self.config = SessionConfig.from_options(store_options)
+        session_name = options.get("session_name", settings.SESSION_COOKIE_NAME)
+        self.stores = LifetimeStores(create_store(self.config, session_name=session_name))
+        self.id_pattern: str = options.get("id_pattern", DEFAULT_ID_PATTERN)
+        self.web = WebOptions(**{k: v for k, v in options.items()
+                                 if k in WEB_OPTIONS and k != "session_name"})
+
+    @property
+    def store(self) -> DynamoStore:
+        return self.stores.base
+
+
+_backend_lock = threading.Lock()
+_backend: _Backend | None = None
+
+
+def backend() -> _Backend:
+    global _backend
+    with _backend_lock:
+        if _backend is None:
+            _backend = _Backend(dict(getattr(settings, "DYNAMO_SESSIONS", {})))
+        return _backend
+
+
+def _reset_backend(setting: str = "", **_: Any) -> None:
+    global _backend
+    if setting in ("DYNAMO_SESSIONS", "SESSION_COOKIE_AGE", "SESSION_COOKIE_NAME"):
+        with _backend_lock:
+            _backend = None
+
+
+setting_changed.connect(_reset_backend, dispatch_uid="dynamo_sessions.django")
+
+
+class SessionStore(SessionBase):  # type: ignore[misc]
+    """Django's ``SessionBase`` contract on a DynamoDB store.
+
+    ``save(must_create=True)`` raises ``CreateError`` when the key is taken;
+    ``save(must_create=False)`` raises ``UpdateError`` when the session was deleted meanwhile
+    (logout in another tab) instead of bringing it back (``optimistic``/``pessimistic``; with
+    ``locking="none"`` the last writer wins, as its name says).
+    """
+
+    _session_key: str | None  # Django's validating property
+
+    def __init__(self, session_key: str | None = None) -> None:
+        self._backend = backend()
+        self._held: LoadedSession | None = None
+        self._replaced: list[LoadedSession] = []
+        self.lock_failed = False
+        super().__init__(session_key)
+
+    @property
+    def store(self) -> DynamoStore:
+        return self._backend.store
+
+    # --- keys ---------------------------------------------------------------------------------
+
+    def _validate_session_key(self, key: Any) -> bool:
+        return valid_cookie_id(key, self._backend.id_pattern)
+
+    def _get_new_session_key(self) -> str:
+        # 256 random bits: a collision is not a practical event, and create() is conditional
+        # anyway (CreateError, retried), so no exists() round trip is spent first.
+        return new_session_id()
+
+    async def _aget_new_session_key(self) -> str:
+        return new_session_id()
+
+    # --- contract -----------------------------------------------------------------------------
+
+    def load(self) -> dict[str, Any]:
+        key = self.session_key
+        if key is None:
+            return {}
+        self._release_held()
+        try:
+            loaded = self.store.load(key)
+        except LockTimeout:
+            self.lock_failed = True
+            raise
+        if not loaded.existed:
+            self.store.release(loaded)
+            self._session_key = None  # an unknown key is never adopted
+            return {}
+        self._held = loaded
+        return dict(loaded.data)
+
+    def exists(self, session_key: str | None) -> bool:
+        if not self._validate_session_key(session_key):
+            return False
+        assert session_key is not None
+        return self.store.exists(session_key)
+
+    def create(self) -> None:
+        while True:
+            self._session_key = self._get_new_session_key()
+            try:
+                self.save(must_create=True)
+            except CreateError:
+                continue
+            self.modified = True
+            return
+
+    def save(self, must_create: bool = False) -> None:
+        if self.session_key is None:
+            return self.create()
+        key: str = self.session_key
+        data = self._get_session(no_load=must_create)
+        age = int(self.get_expiry_age())
+        if must_create:
+            if age <= 0:
+                return  # born expired: nothing to store
+            if self._held is not None and self._held.session_id != key:
+                self._replaced.append(self._held)  # cycle_key: deleted (or released) later
+            try:
+                self._held = self._backend.stores.for_lifetime(age).create(key, data)
+            except SessionExists as exc:
+                raise CreateError from exc
+            return
+        if age <= 0:
+            self.delete(key)
+            return
+        store = self._backend.stores.for_lifetime(age)
+        held = self._held if self._held is not None and self._held.session_id == key else None
+        if held is None or (store.locking == "pessimistic" and held.lock_token is None):
+            # Not read (or already released) in this request: re-read, taking the lock if
+            # pessimistic, so that a session deleted meanwhile is not brought back.
+            self._release_held()
+            held = store.load(key)
+            if not held.existed:
+                store.release(held)
+                raise UpdateError
+        self._held = held
+        try:
+            store.save(held, data)
+        except (SessionGone, LockLost) as exc:
+            raise UpdateError from exc
+
+    def delete(self, session_key: str | None = None) -> None:
+        if session_key is None:
+            session_key = self.session_key
+        if session_key is None or not self._validate_session_key(session_key):
+            return
+        if self._held is not None and self._held.session_id == session_key:
+            self._held = None  # the delete drops its lock too
+        self._replaced = [s for s in self._replaced if s.session_id != session_key]
+        self.store.delete(session_key)
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        handler = SessionHandler(backend().config, backend().store.client)
+        handler.garbage_collect()
+
+    # --- async: boto3 is blocking; run it on a worker thread, not the event loop ------------
+
+    async def aload(self) -> dict[str, Any]:
+        result: dict[str, Any] = await sync_to_async(self.load, thread_sensitive=False)()
+        return result
+
+    async def aexists(self, session_key: str | None) -> bool:
+        result: bool = await sync_to_async(self.exists, thread_sensitive=False)(session_key)
+        return result
+
+    async def acreate(self) -> None:
+        await sync_to_async(self.create, thread_sensitive=False)()
+
+    async def asave(self, must_create: bool = False) -> None:
+        await sync_to_async(self.save, thread_sensitive=False)(must_create)
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        await sync_to_async(self.delete, thread_sensitive=False)(session_key)
+
+    @classmethod
+    async def aclear_expired(cls) -> None:
+        await sync_to_async(cls.clear_expired, thread_sensitive=False)()
+
+    # --- locks --------------------------------------------------------------------------------
+
+    def release_lock(self) -> None:
+        """Release a pessimistic lock taken by a read that was not followed by a save."""
+        self._release_held()
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, None
+        replaced, self._replaced = self._replaced, []
+        for session in [*replaced, held]:
+            if session is not None:
+                self.store.release(session)
+
+
+def lock_timeout_response() -> HttpResponse:
+    """The answer to a request whose session stayed locked (``503`` unless configured)."""
+    web = backend().web
+    response = HttpResponse(web.lock_timeout_body, status=web.lock_timeout_status,
+                            content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(web.retry_after_seconds)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
+    """Django's ``SessionMiddleware`` plus lock release, 503 on lock timeout, auto Secure."""
+
+    def process_exception(self, request: HttpRequest,
+                          exception: BaseException) -> HttpResponse | None:
+        if isinstance(exception, LockTimeout):
+            return lock_timeout_response()
+        return None
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        session = getattr(request, "session", None)
+        try:
+            if isinstance(session, SessionStore) and session.lock_failed:
+                return response  # nothing was read, nothing may be written
+            try:
+                response = super().process_response(request, response)
+            except LockTimeout:
+                return lock_timeout_response()
+        finally:
+            if isinstance(session, SessionStore):
+                session.release_lock()
+        name = settings.SESSION_COOKIE_NAME
+        if name in response.cookies and request.is_secure():
+            response.cookies[name]["secure"] = True
+        return response

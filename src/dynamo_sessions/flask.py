@@ -1,0 +1,188 @@
+"""Flask sessions in DynamoDB: ``init_app(app)``, or ``app.session_interface = ...``.
+
+>>> from dynamo_sessions.flask import init_app
+>>> app.config["DYNAMO_SESSIONS_TABLE_NAME"] = "sessions"
+>>> init_app(app)
+
+Every ``DYNAMO_SESSIONS_<OPTION>`` key of ``app.config`` is read: ``<OPTION>`` is a
+``SessionConfig`` option (``TABLE_NAME``, ``LOCKING`` - ``optimistic`` unless set,
+``ENDPOINT_URL``, ``REGION_NAME``, ``SESSION_LIFETIME_SECONDS``, ``MAX_LOCK_WAIT_SECONDS``, ...)
+or one of ``STRICT``, ``ID_PATTERN``, ``TRUST_FORWARDED_PROTO``, ``DEFAULT_SAMESITE``,
+``LOCK_TIMEOUT_STATUS``, ``LOCK_TIMEOUT_BODY``, ``RETRY_AFTER_SECONDS``; an unknown one raises
+``ConfigError``.  Flask's own ``SESSION_COOKIE_*`` settings name and shape the cookie;
+``SESSION_COOKIE_SAMESITE`` unset means ``Lax`` (``DEFAULT_SAMESITE``), and the cookie is
+``Secure`` whenever the request came over https even if ``SESSION_COOKIE_SECURE`` is off.
+
+A permanent session (``session.permanent = True``) gets a cookie and an item that both live
+``PERMANENT_SESSION_LIFETIME``; other sessions get a browser-session cookie and an item living
+``session_lifetime_seconds`` after its last write.  The session is loaded on first access only:
+a request that never touches it makes no DynamoDB call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+from flask.sessions import SessionInterface, SessionMixin
+from werkzeug.exceptions import ServiceUnavailable
+
+from .config import SessionConfig
+from .errors import ConfigError, LockTimeout
+from .handler import SessionHandler
+from .store import SessionStore, create_store
+from .web import (
+    DEFAULT_ID_PATTERN,
+    LazySession,
+    LifetimeStores,
+    WebOptions,
+    is_https,
+    store_of,
+    valid_cookie_id,
+)
+
+CONFIG_PREFIX = "DYNAMO_SESSIONS_"
+INTERFACE_OPTIONS = ("strict", "id_pattern", "trust_forwarded_proto", "default_samesite",
+                     "lock_timeout_status", "lock_timeout_body", "retry_after_seconds")
+
+
+class SessionLocked(ServiceUnavailable, LockTimeout):
+    """The session stayed locked by another request: Flask answers with ``response`` (503)."""
+
+
+class DynamoSession(LazySession, SessionMixin):  # type: ignore[override]
+    """Flask's ``session``: a lazily loaded :class:`LazySession` with Flask's attributes."""
+
+
+class DynamoSessionInterface(SessionInterface):
+    """A Flask ``SessionInterface`` keeping sessions in DynamoDB through a handler or store.
+
+    ``regenerate()`` (on login): ``session.regenerate()``; logout: ``session.destroy()`` (or
+    ``session.clear()``, which also deletes the item).
+    """
+
+    def __init__(self, handler_or_store: SessionHandler | SessionStore, *,
+                 strict: bool = True, id_pattern: str = DEFAULT_ID_PATTERN,
+                 trust_forwarded_proto: bool = False, default_samesite: str | None = "Lax",
+                 lock_timeout_status: int = 503,
+                 lock_timeout_body: str = WebOptions.lock_timeout_body,
+                 retry_after_seconds: int = 1) -> None:
+        self.stores = LifetimeStores(store_of(handler_or_store))
+        self.options = WebOptions(strict=strict, id_pattern=id_pattern,
+                                  trust_forwarded_proto=trust_forwarded_proto,
+                                  cookie_samesite=default_samesite,
+                                  lock_timeout_status=lock_timeout_status,
+                                  lock_timeout_body=lock_timeout_body,
+                                  retry_after_seconds=retry_after_seconds)
+
+    @property
+    def store(self) -> SessionStore:
+        return self.stores.base
+
+    def _locked(self, exc: LockTimeout) -> BaseException:
+        options = self.options
+        response = flask.Response(options.lock_timeout_body, status=options.lock_timeout_status,
+                                  mimetype="text/plain",
+                                  headers={"Retry-After": str(options.retry_after_seconds),
+                                           "Cache-Control": "no-store"})
+        return SessionLocked(str(exc), response=response,
+                             retry_after=options.retry_after_seconds)
+
+    # --- Flask's contract ---------------------------------------------------------------------
+
+    def get_cookie_samesite(self, app: flask.Flask) -> str | None:
+        samesite: str | None = app.config["SESSION_COOKIE_SAMESITE"]
+        return samesite or self.options.cookie_samesite
+
+    def open_session(self, app: flask.Flask, request: flask.Request) -> DynamoSession:
+        raw = request.cookies.get(self.get_cookie_name(app))
+        cookie_id = raw if valid_cookie_id(raw, self.options.id_pattern) else None
+        return DynamoSession(self.store, cookie_id, strict=self.options.strict,
+                             cookie_present=raw is not None, on_lock_timeout=self._locked)
+
+    def save_session(self, app: flask.Flask, session: SessionMixin,
+                     response: flask.Response) -> None:
+        if not isinstance(session, DynamoSession):
+            return
+        if session.accessed:
+            response.vary.add("Cookie")
+        if not session.loaded:
+            return  # never read nor written: no DynamoDB call, no cookie
+        if session.lock_failed:
+            session.release()
+            return
+        permanent = bool(session.get("_permanent", False))
+        lifetime = int(app.permanent_session_lifetime.total_seconds()) if permanent else None
+        session.save(self.stores.for_lifetime(lifetime))
+        name, domain, path = (self.get_cookie_name(app), self.get_cookie_domain(app),
+                              self.get_cookie_path(app))
+        secure = self.get_cookie_secure(app) or is_https(flask.request.environ,
+                                                         self.options.trust_forwarded_proto)
+        samesite = self.get_cookie_samesite(app)
+        httponly = self.get_cookie_httponly(app)
+        partitioned = self.get_cookie_partitioned(app)
+        if session.needs_cookie_deleted:
+            response.delete_cookie(name, domain=domain, path=path, secure=secure,
+                                   samesite=samesite, httponly=httponly,
+                                   partitioned=partitioned)
+            return
+        if session.id is None or session.gone:
+            return
+        if session.needs_cookie or session.modified or (
+            permanent and app.config["SESSION_REFRESH_EACH_REQUEST"]
+        ):
+            response.set_cookie(name, session.id, expires=self.get_expiration_time(app, session),
+                                httponly=httponly, domain=domain, path=path, secure=secure,
+                                samesite=samesite, partitioned=partitioned)
+
+
+def _release_at_teardown(_exc: BaseException | None) -> None:
+    """Release a lock still held when the request ends without ``save_session`` (errors)."""
+    session = getattr(flask.globals.request_ctx, "_session", None)
+    if isinstance(session, LazySession):
+        session.release()
+
+
+def options_from_config(config: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(SessionConfig options, interface options) from ``DYNAMO_SESSIONS_*`` keys."""
+    store_options: dict[str, Any] = {}
+    interface_options: dict[str, Any] = {}
+    known = SessionConfig.option_names()
+    for key, value in config.items():
+        if not key.startswith(CONFIG_PREFIX):
+            continue
+        name = key[len(CONFIG_PREFIX):].lower()
+        if name in known:
+            store_options[name] = value
+        elif name in INTERFACE_OPTIONS:
+            interface_options[name] = value
+        else:
+            raise ConfigError(f"unknown Flask setting {key!r}: DYNAMO_SESSIONS_ + one of "
+                              f"{sorted(known + list(INTERFACE_OPTIONS))} (upper case)")
+    store_options.setdefault("locking", "optimistic")
+    return store_options, interface_options
+
+
+def init_app(app: flask.Flask, interface: DynamoSessionInterface | None = None,
+             **options: Any) -> DynamoSessionInterface:
+    """Make ``app`` keep its sessions in DynamoDB; returns the session interface.
+
+    Without ``interface`` one is built from ``app.config`` (``DYNAMO_SESSIONS_*``) and
+    ``options`` (same names, lower case, taking precedence).  Also releases, at request
+    teardown, a lock left held by a request that failed before its session was saved.
+    """
+    if interface is None:
+        store_options, interface_options = options_from_config(app.config)
+        for name, value in options.items():
+            if name in INTERFACE_OPTIONS:
+                interface_options[name] = value
+            else:
+                store_options[name] = value
+        config = SessionConfig.from_options(store_options)
+        store = create_store(config, session_name=app.config["SESSION_COOKIE_NAME"])
+        interface = DynamoSessionInterface(store, **interface_options)
+    elif options:
+        raise TypeError("give either an interface or options, not both")
+    app.session_interface = interface
+    app.teardown_request(_release_at_teardown)
+    return interface

@@ -1,0 +1,256 @@
+"""The Django session engine: SessionBase's contract (cases adapted from Django's own
+``SessionTestsMixin``) and the middleware, against moto's in-process backend."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import django
+import pytest
+from django.conf import settings
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_settings")
+django.setup()
+
+from django.contrib.sessions.backends.base import CreateError, UpdateError  # noqa: E402
+from django.test import Client, override_settings  # noqa: E402
+
+from dynamo_sessions.django import SessionStore, backend  # noqa: E402
+from dynamo_sessions.store import new_session_id  # noqa: E402
+
+from .web_support import CallCounter, shared_moto_table, stored_item, unique_name  # noqa: E402
+
+LOCKINGS = ["none", "optimistic", "pessimistic"]
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[tuple[Any, str]]:
+    with shared_moto_table() as backend:
+        yield backend
+
+
+@pytest.fixture(params=LOCKINGS)
+def locking(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def engine(shared: tuple[Any, str], locking: str) -> Iterator[Any]:
+    ddb, table_name = shared
+    options = {"table_name": table_name, "client": ddb, "locking": locking,
+               "max_lock_wait_seconds": 0.3, "session_name": unique_name()}
+    with override_settings(DYNAMO_SESSIONS=options):
+        yield ddb
+
+
+def item_of(ddb: Any, key: str) -> dict[str, Any] | None:
+    return stored_item(ddb, backend().store, key)
+
+
+def test_new_session_is_empty_and_has_no_key(engine: Any) -> None:
+    session = SessionStore()
+    assert session.is_empty() and session.session_key is None
+    assert dict(session.items()) == {}
+
+
+def test_save_and_load(engine: Any) -> None:
+    session = SessionStore()
+    session["cat"] = "meow"
+    session.save()
+    key = session.session_key
+    assert key is not None and len(key) == 43
+    again = SessionStore(key)
+    assert again["cat"] == "meow"
+    assert again.exists(key)
+
+
+def test_invalid_and_unknown_keys_are_never_adopted(engine: Any) -> None:
+    counter = CallCounter(engine)
+    for bad in ("", "short", "x" * 300, "é" * 43):
+        session = SessionStore(bad)
+        assert session.session_key is None
+        assert session.load() == {}
+    assert counter.total == 0
+    unknown = new_session_id()
+    session = SessionStore(unknown)
+    session.load()
+    assert session.session_key is None
+    assert not session.exists(unknown) and not session.exists(None)
+    session["a"] = 1
+    session.save()
+    assert session.session_key not in (None, unknown)
+    assert item_of(engine, unknown) is None
+
+
+def test_cycle_key_keeps_the_data_under_a_new_key_and_deletes_the_old(engine: Any) -> None:
+    session = SessionStore()
+    session["user"] = "ada"
+    session.save()
+    old = session.session_key
+    session = SessionStore(old)
+    session.load()
+    session.cycle_key()
+    session.save()
+    session.release_lock()
+    new = session.session_key
+    assert new != old and new is not None
+    assert item_of(engine, old or "") is None
+    assert SessionStore(new)["user"] == "ada"
+
+
+def test_flush_deletes_the_item_and_the_key(engine: Any) -> None:
+    session = SessionStore()
+    session["a"] = 1
+    session.save()
+    key = session.session_key
+    session.flush()
+    assert session.session_key is None and dict(session.items()) == {}
+    assert item_of(engine, key or "") is None
+
+
+def test_save_must_create_on_a_taken_key_raises_create_error(engine: Any) -> None:
+    session = SessionStore()
+    session["a"] = 1
+    session.save()
+    clash = SessionStore()
+    clash._session_key = session.session_key
+    clash["b"] = 2
+    with pytest.raises(CreateError):
+        clash.save(must_create=True)
+    clash.release_lock()
+    assert SessionStore(session.session_key)["a"] == 1
+
+
+@pytest.mark.parametrize("locking", ["optimistic", "pessimistic"])
+def test_save_after_delete_raises_update_error_not_resurrecting(engine: Any) -> None:
+    s1 = SessionStore()
+    s1["data"] = "value1"
+    s1.save(must_create=True)
+    SessionStore(s1.session_key).delete()
+    s1["data"] = "value2"
+    with pytest.raises(UpdateError):
+        s1.save()
+    assert s1.load() == {}
+
+
+def test_save_after_another_request_deleted_a_loaded_session(engine: Any,
+                                                             locking: str) -> None:
+    s1 = SessionStore()
+    s1["data"] = 1
+    s1.save()
+    reader = SessionStore(s1.session_key)
+    assert reader["data"] == 1
+    SessionStore(s1.session_key).delete()
+    reader["data"] = 2
+    if locking == "none":
+        reader.save()  # last writer wins, as documented
+    else:
+        with pytest.raises(UpdateError):
+            reader.save()
+        assert item_of(engine, s1.session_key or "") is None
+
+
+def test_set_expiry_sets_the_item_lifetime_and_expires(engine: Any) -> None:
+    session = SessionStore()
+    session["a"] = 1
+    session.set_expiry(120)
+    session.save()
+    item = item_of(engine, session.session_key or "")
+    assert item is not None
+    assert 100 < int(item["expires"]["N"]) - backend().store.clock() <= 120
+    session.set_expiry(timedelta(days=30))
+    session.save()
+    session.release_lock()
+    item = item_of(engine, session.session_key or "")
+    assert item is not None
+    assert int(item["expires"]["N"]) - backend().store.clock() > 29 * 86400
+    assert SessionStore(session.session_key).get_expiry_age() > 29 * 86400
+
+
+def test_actual_expiry(engine: Any) -> None:
+    session = SessionStore()
+    session["foo"] = "bar"
+    session.set_expiry(-timedelta(seconds=10))
+    session.save()
+    fresh = SessionStore(session.session_key)
+    assert "foo" not in fresh
+
+
+def test_default_lifetime_is_session_cookie_age(engine: Any) -> None:
+    session = SessionStore()
+    session["a"] = 1
+    session.save()
+    item = item_of(engine, session.session_key or "")
+    assert item is not None
+    remaining = int(item["expires"]["N"]) - backend().store.clock()
+    assert settings.SESSION_COOKIE_AGE - 60 < remaining <= settings.SESSION_COOKIE_AGE
+
+
+def test_clear_expired_runs(engine: Any) -> None:
+    session = SessionStore()
+    session["a"] = 1
+    session.save()
+    SessionStore.clear_expired()
+    assert SessionStore(session.session_key)["a"] == 1
+
+
+def test_async_variants(engine: Any) -> None:
+    async def scenario() -> None:
+        session = SessionStore()
+        await session.aset("x", 1)
+        await session.asave()
+        key = session.session_key
+        assert key is not None and await session.aexists(key)
+        other = SessionStore(key)
+        assert await other.aget("x") == 1
+        other.release_lock()
+        await session.acycle_key()
+        assert not await session.aexists(key)
+        await session.aflush()
+        assert session.session_key is None
+        await SessionStore.aclear_expired()
+
+    asyncio.run(scenario())
+
+
+# --- through the middleware -------------------------------------------------------------------
+
+
+def test_middleware_untouched_makes_no_call(engine: Any) -> None:
+    client = Client()
+    client.get("/incr")
+    counter = CallCounter(engine)
+    response = client.get("/untouched")
+    assert counter.total == 0 and "sessionid" not in response.cookies
+
+
+def test_middleware_login_logout_and_secure_cookie(engine: Any) -> None:
+    client = Client()
+    assert client.get("/incr").content == b"1"
+    old = client.cookies["sessionid"].value
+    response = client.get("/login", secure=True)
+    new = response.cookies["sessionid"].value
+    assert new != old and response.cookies["sessionid"]["secure"] is True
+    assert item_of(engine, old) is None
+    assert client.get("/get").content == b"{'n': 1, 'user': 'ada'}"
+    client.get("/logout")
+    assert item_of(engine, new) is None
+
+
+@pytest.mark.parametrize("locking", ["pessimistic"])
+def test_middleware_releases_a_read_only_lock_and_answers_503(engine: Any) -> None:
+    client = Client()
+    client.get("/incr")
+    key = client.cookies["sessionid"].value
+    assert client.get("/get").content == b"{'n': 1}"
+    item = item_of(engine, key)
+    assert item is not None and "lock" not in item  # released though nothing was saved
+    other_tab = backend().store.load(key)
+    response = client.get("/incr")
+    assert response.status_code == 503 and response["Retry-After"] == "1"
+    backend().store.release(other_tab)
+    assert client.get("/get").content == b"{'n': 1}"

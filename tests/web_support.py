@@ -1,0 +1,69 @@
+"""Helpers shared by the web adapter tests: a DynamoDB call counter and store factories."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from dynamo_sessions import SessionConfig, create_store
+from dynamo_sessions.store import SessionStore
+
+
+class CallCounter:
+    """Counts the DynamoDB calls a client makes (botocore ``before-call`` event)."""
+
+    def __init__(self, client: Any) -> None:
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        client.meta.events.register("before-call.dynamodb", self._count)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        with self._lock:
+            self.calls[model.name] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    def reset(self) -> None:
+        self.calls.clear()
+
+
+def make_store(client: Any, table: str, locking: str = "optimistic", session_name: str = "s",
+               **options: Any) -> SessionStore:
+    return create_store(SessionConfig(table_name=table, locking=locking, **options), client,
+                        session_name=session_name)
+
+
+def stored_item(client: Any, store: SessionStore, session_id: str) -> dict[str, Any] | None:
+    """The raw item of a session, read straight from the table."""
+    item: dict[str, Any] | None = client.get_item(
+        TableName=store.config.table_name,
+        Key={"id": {"S": store.item_key(session_id)}}, ConsistentRead=True,
+    ).get("Item")
+    return item
+
+
+@contextlib.contextmanager
+def shared_moto_table() -> Iterator[tuple[Any, str]]:
+    """One in-process moto backend and table for a whole test module (tests keep apart by
+    using their own ``session_name`` key prefix): starting moto per test costs more than
+    the tests themselves."""
+    from moto import mock_aws
+
+    from dynamo_sessions.servers import local_client
+
+    from .conftest import make_table
+
+    with mock_aws():
+        client = local_client(None)
+        make_table(client, "web-sessions")
+        yield client, "web-sessions"
+
+
+def unique_name() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
