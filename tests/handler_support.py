@@ -96,3 +96,50 @@ def run_threads(count: int, target: Callable[[int], Any]) -> list[BaseException]
     for thread in threads:
         thread.join()
     return errors
+
+
+class FakeTimer:
+    """A monotonic clock and a sleep that only moves it: lock waits take no real time.
+
+    Set as ``store.monotonic`` / ``store.sleep``; ``sleeps`` records every delay asked for.
+    """
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def install(self, store: Any) -> FakeTimer:
+        store.monotonic = self.monotonic
+        store.sleep = self.sleep
+        return self
+
+
+class Requests:
+    """Records the parameters of every call of the given operations a client makes."""
+
+    def __init__(self, client: Any, *operations: str) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        for operation in operations:
+            client.meta.events.register(f"provide-client-params.dynamodb.{operation}",
+                                        self._record)
+
+    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        self.sent.append((model.name, dict(params)))
+
+    def of(self, operation: str) -> list[dict[str, Any]]:
+        return [params for name, params in self.sent if name == operation]
+
+
+def raw_item(client: Any, table: str, key: str, hash_key: str = "id") -> dict[str, Any] | None:
+    """The stored item under ``key`` as DynamoDB has it (strongly consistent), or None."""
+    item: dict[str, Any] | None = client.get_item(
+        TableName=table, Key={hash_key: {"S": key}}, ConsistentRead=True
+    ).get("Item")
+    return item

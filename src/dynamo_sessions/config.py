@@ -52,9 +52,11 @@ class SessionConfig:
     gc_segments: int = 1
     """Parallel Scan segments of a garbage collection."""
     max_lock_wait_seconds: float = 10.0
-    """Longest a request waits for a session lock before ``LockTimeout`` (pessimistic)."""
+    """Longest a request waits for a session lock before ``LockTimeout`` (pessimistic), or
+    keeps retrying a contended write before ``SessionConflict`` (optimistic)."""
     min_lock_retry_microseconds: int = 10_000
     max_lock_retry_microseconds: int = 50_000
+    """Bounds of the jittered delay between lock attempts (and contended optimistic retries)."""
     lock_retry_mode: str = "exponential"
     """``exponential`` backoff with jitter, or ``uniform`` random delays as in PHP."""
     lock_lease_seconds: float = 30.0
@@ -64,9 +66,10 @@ class SessionConfig:
     lifetime remains, so most read-only requests cost no write."""
     delete_expired_on_read: bool = True
     """Delete (conditionally) an expired item found by a read, as PHP does; TTL would too."""
-    max_write_retries: int = 32
+    max_write_retries: int = 64
     """Optimistic mode: merge-and-retry attempts before ``SessionConflict`` (the retries also
-    stop at ``max_lock_wait_seconds``)."""
+    stop at ``max_lock_wait_seconds``).  Each refused write costs at least 1 WCU; 8 requests
+    hammering one session need up to ~25."""
     compress: bool = True
     """Compress a payload when that lowers the write units of the item."""
     hash_session_ids: bool = True
@@ -76,6 +79,7 @@ class SessionConfig:
     boto_retry_mode: str = "standard"
     """botocore retry mode for clients the store creates (throttling, 5xx, timeouts)."""
     boto_max_attempts: int = 5
+    """Attempts per call in all, the first included (as ``AWS_MAX_ATTEMPTS``)."""
     connect_timeout_seconds: float = 2.0
     read_timeout_seconds: float = 5.0
     endpoint_url: str | None = None
@@ -168,8 +172,11 @@ class SessionConfig:
 
         ``locking_strategy``: ``None``/``'null'`` -> ``none``, ``'pessimistic'`` (and the
         guide's spelling ``'pessemistic'``) -> ``pessimistic``; ``'optimistic'`` is ours.
-        ``automatic_gc`` takes PHP's 0/1 or a bool.  ``session_lifetime`` defaults, as in PHP,
-        to ``session.gc_maxlifetime`` (1440).
+        ``automatic_gc`` and ``consistent_read`` take PHP's 0/1 or a bool; numbers may be
+        given as PHP's ini strings (``'3600'``).  ``session_lifetime`` defaults, as in PHP, to
+        ``session.gc_maxlifetime`` (1440).  ``gc_batch_size`` above 25 (the guide's example
+        uses 50) is sent as batches of 25, the most one BatchWriteItem takes - as PHP's
+        write batch does - so it is taken as 25; below 1 it is rejected.
         """
         renames = {
             "table_name": "table_name",
@@ -201,8 +208,23 @@ class SessionConfig:
                 if value not in (0, 1, True, False, "0", "1"):
                     raise ConfigError(f"{key}={value!r}: must be a boolean or 0/1")
                 value = value in (1, True, "1")
+            elif name not in ("client", "table_name", "hash_key") and isinstance(value, str):
+                value = _php_number(key, value)
+            if name == "gc_batch_size" and isinstance(value, int) and value > 25:
+                value = 25
             ours[name] = value
         return cls.from_options(ours)
+
+
+def _php_number(key: str, text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{key}={text!r}: must be a number") from None
 
 
 def _php_locking(value: Any) -> str:
@@ -228,7 +250,8 @@ def make_client(config: SessionConfig, **overrides: Any) -> Any:
 
     kwargs: dict[str, Any] = {
         "config": Config(
-            retries={"mode": config.boto_retry_mode, "max_attempts": config.boto_max_attempts},
+            retries={"mode": config.boto_retry_mode,
+                     "total_max_attempts": config.boto_max_attempts},
             connect_timeout=config.connect_timeout_seconds,
             read_timeout=config.read_timeout_seconds,
             tcp_keepalive=True,

@@ -3,11 +3,19 @@
 Simulated users make sequential requests (read the session, bump a counter, write it back), and
 several "tabs" hit one shared session at the same moment, each bumping its own key.  Afterwards
 the stored totals are compared with the increments made: the difference is lost updates.
+
+Without ``endpoint_url`` the demo starts moto's server in a child process on 127.0.0.1, with
+its requests handled one at a time: moto's in-memory DynamoDB does not make a conditional
+write atomic (two concurrent requests can both pass the same condition), which DynamoDB
+always does, and which locking and versioning rely on.  The child process also keeps the
+server's CPU off the demo's interpreter.
 """
 
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,8 +27,62 @@ from .errors import DynamoSessionsError
 from .handler import SessionHandler
 from .store import new_session_id
 
-COLUMNS = ("mode", "requests", "GetItem", "write calls", "RCU", "WCU", "lock waits", "errors",
-           "lost updates", "p50 ms", "p99 ms")
+COLUMNS = ("mode", "requests", "reads", "writes", "refused", "RCU", "WCU", "refused WCU*",
+           "lock waits", "conflicts", "errors", "lost updates", "p50 ms", "p99 ms")
+
+LEGEND = (
+    "reads: GetItem calls.  writes: successful UpdateItem/DeleteItem calls (a pessimistic read "
+    "takes the\nlock with one).  refused: conditional writes refused (lock held, version moved "
+    "on).  RCU/WCU: as the\nserver reported them - moto reports flat figures (0.5 per GetItem "
+    "and UpdateItem, 1 per DeleteItem,\nwhatever the size); DynamoDB Local and DynamoDB report "
+    "exact units (--endpoint-url).  *A refused write\nis charged by the size of the item it "
+    "found (>= 1 WCU) but never reported: refused WCU is computed\nfrom that item's size.  "
+    "errors: LockTimeout/SessionConflict answered (HTTP 503), not counted as lost."
+)
+
+_ATOMIC_MOTO = """
+import logging, sys, threading
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import make_server
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+app = DomainDispatcherApplication(create_backend_app)
+lock = threading.Lock()
+
+def atomic(environ, start_response):
+    with lock:
+        return list(app(environ, start_response))
+
+server = make_server("127.0.0.1", 0, atomic, threaded=True)
+print(server.server_address[1], flush=True)
+threading.Thread(target=lambda: (sys.stdin.read(), server.shutdown()), daemon=True).start()
+server.serve_forever()
+"""
+
+
+@contextmanager
+def atomic_moto() -> Iterator[str]:
+    """moto's server in a child process on 127.0.0.1, one request at a time; yields its URL.
+
+    The server stops when its stdin closes (and is killed if it does not).
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-c", _ATOMIC_MOTO], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        if not line.isdigit():
+            raise RuntimeError("moto's server did not start (is moto[server] installed?)")
+        yield f"http://127.0.0.1:{int(line)}"
+    finally:
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @contextmanager
@@ -28,10 +90,8 @@ def _endpoint(endpoint_url: str | None) -> Iterator[str]:
     if endpoint_url:
         yield endpoint_url
         return
-    from .servers import EmbeddedMoto
-
-    with EmbeddedMoto() as server:
-        yield server.endpoint_url
+    with atomic_moto() as url:
+        yield url
 
 
 def _client(endpoint_url: str) -> Any:
@@ -89,30 +149,36 @@ def run_mode(client: Any, mode: str, users: int, requests: int, tabs: int) -> di
     handler.close()
     handler.delete_table(wait=False)
     calls: dict[str, int] = metrics["calls"]
+    writes = sum(n for api, n in calls.items() if api != "GetItem")
     ordered = sorted(latencies)
     return {
         "mode": mode,
         "requests": len(latencies),
-        "GetItem": calls.get("GetItem", 0),
-        "write calls": sum(n for api, n in calls.items() if api != "GetItem"),
+        "reads": calls.get("GetItem", 0),
+        "writes": writes - metrics["failed_writes"],
+        "refused": metrics["failed_writes"],
         "RCU": metrics["read_units"],
         "WCU": metrics["write_units"],
+        "refused WCU*": metrics["failed_write_units"],
         "lock waits": metrics["lock_waits"],
+        "conflicts": metrics["conflicts"],
         "errors": errors[0],
         "lost updates": expected - stored,
-        "p50 ms": statistics.median(ordered) * 1000,
-        "p99 ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        "p50 ms": statistics.median(ordered) * 1000 if ordered else 0.0,
+        "p99 ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+        if ordered else 0.0,
     }
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
+    """The rows as a text table, with a legend saying what each figure is."""
     cells = [[_cell(row[column]) for column in COLUMNS] for row in rows]
     widths = [max(len(column), *(len(line[i]) for line in cells))
               for i, column in enumerate(COLUMNS)]
     lines = ["  ".join(column.rjust(width) for column, width in zip(COLUMNS, widths, strict=True))]
     lines += ["  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))
               for line in cells]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", LEGEND])
 
 
 def _cell(value: Any) -> str:
@@ -121,7 +187,7 @@ def _cell(value: Any) -> str:
 
 def run(endpoint_url: str | None = None, users: int = 8, requests: int = 20, tabs: int = 8,
         modes: tuple[str, ...] = LOCKING_MODES) -> list[dict[str, Any]]:
-    """Run every mode against ``endpoint_url`` (an embedded moto server when None)."""
+    """Run every mode against ``endpoint_url`` (a local moto server when None)."""
     with _endpoint(endpoint_url) as url:
         client = _client(url)
         return [run_mode(client, mode, users, requests, tabs) for mode in modes]

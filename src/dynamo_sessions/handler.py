@@ -94,7 +94,13 @@ class SessionHandler:
         sessions = self._open_sessions()
         session = sessions.pop(session_id, None)
         if session is None:
-            session = self.store.load(session_id)
+            # Not read first (PHP always reads first).  Without locking a blind write needs no
+            # read; a locking mode must take the lock or learn the version.
+            if self.store.locking == "none":
+                session = LoadedSession(session_id=session_id, data={}, item_exists=True,
+                                        key=self.store.item_key(session_id))
+            else:
+                session = self.store.load(session_id)
         return self.store.save(session, data)
 
     def destroy(self, session_id: str) -> bool:

@@ -1,7 +1,10 @@
 """Counters of DynamoDB calls and consumed capacity, and the per-operation hook.
 
 Every call the store makes asks for ``ReturnConsumedCapacity="TOTAL"``; the units DynamoDB
-reports are added here, so the numbers are DynamoDB's own, not estimates.
+reports are added here, so ``read_units`` and ``write_units`` are DynamoDB's own, not estimates.
+A conditional write whose condition fails is charged too (by the size of the item it found,
+at least 1 WCU) but DynamoDB reports no ``ConsumedCapacity`` for it: those are counted apart,
+in ``failed_writes`` and ``failed_write_units`` (our estimate from the item's size).
 """
 
 from __future__ import annotations
@@ -36,13 +39,24 @@ class Metrics:
     """Totals since the store was made (or since ``reset()``); safe to share across threads."""
 
     calls: dict[str, int] = dataclasses.field(default_factory=dict)
+    """DynamoDB calls by API name (``GetItem``, ``UpdateItem``, ...), failed ones included."""
+    operations: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Store operations by outcome: ``read``, ``lock``, ``write``, ``refresh``, ``unchanged``
+    (a save that wrote nothing), ``delete``, ``release``..."""
     read_units: float = 0.0
     write_units: float = 0.0
+    failed_writes: int = 0
+    """Conditional writes refused by their condition (lock taken, version moved on)."""
+    failed_write_units: float = 0.0
+    """Estimated WCU of ``failed_writes`` (not reported by DynamoDB, charged all the same)."""
     lock_waits: int = 0
     lock_wait_seconds: float = 0.0
     lock_timeouts: int = 0
     conflicts: int = 0
+    """Optimistic writes that found a newer version (each one merged and retried)."""
     merges: int = 0
+    write_retry_waits: int = 0
+    """Optimistic retries that waited (backoff) before writing again."""
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
     def add_call(self, api: str, consumed: Any) -> tuple[float, float]:
@@ -65,6 +79,16 @@ class Metrics:
             self.write_units += wcu
         return rcu, wcu
 
+    def add_failed_write(self, units: float) -> None:
+        """Count one conditional write refused by its condition, charged ``units`` WCU."""
+        with self._lock:
+            self.failed_writes += 1
+            self.failed_write_units += units
+
+    def add_operation(self, operation: str) -> None:
+        with self._lock:
+            self.operations[operation] = self.operations.get(operation, 0) + 1
+
     def add(self, **counts: float) -> None:
         with self._lock:
             for name, value in counts.items():
@@ -79,20 +103,27 @@ class Metrics:
             return {
                 "calls": dict(self.calls),
                 "total_calls": sum(self.calls.values()),
+                "operations": dict(self.operations),
                 "read_units": self.read_units,
                 "write_units": self.write_units,
+                "failed_writes": self.failed_writes,
+                "failed_write_units": self.failed_write_units,
                 "lock_waits": self.lock_waits,
                 "lock_wait_seconds": self.lock_wait_seconds,
                 "lock_timeouts": self.lock_timeouts,
                 "conflicts": self.conflicts,
                 "merges": self.merges,
+                "write_retry_waits": self.write_retry_waits,
             }
 
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
+            self.operations.clear()
             self.read_units = self.write_units = self.lock_wait_seconds = 0.0
+            self.failed_write_units = 0.0
             self.lock_waits = self.lock_timeouts = self.conflicts = self.merges = 0
+            self.failed_writes = self.write_retry_waits = 0
 
 
 def emit(hook: Callable[..., Any] | None, metrics: OperationMetrics) -> None:
