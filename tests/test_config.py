@@ -121,11 +121,15 @@ def test_python_options_validated(name: str, value: Any) -> None:
 
 
 def test_replace_validates_and_keeps_the_client() -> None:
-    client = object()
+    from dynamo_sessions.servers import local_client
+
+    client = local_client("http://127.0.0.1:9")  # a real client (holds locks): shared, not copied
     config = SessionConfig(client=client).replace(locking="optimistic")
     assert config.locking == "optimistic" and config.client is client
     with pytest.raises(ConfigError):
         config.replace(locking="sometimes")
+    with pytest.raises(ConfigError, match="did you mean 'locking'"):
+        config.replace(lockin="optimistic")
 
 
 @pytest.mark.parametrize("mode", ["standard", "adaptive"])

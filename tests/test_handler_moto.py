@@ -30,7 +30,7 @@ from dynamo_sessions import (
     encode_session,
     new_session_id,
 )
-from dynamo_sessions.servers import local_client
+from dynamo_sessions.servers import EmbeddedMoto, local_client
 from dynamo_sessions.store import is_valid_session_id, log_id
 
 from .conftest import make_table
@@ -397,19 +397,9 @@ def test_timed_out_waiter_gets_nothing_and_clears_no_lock(moto_client: Any, tabl
     waiter.close()
 
 
-@pytest.fixture(scope="module")
-def atomic_moto_url() -> Iterator[str]:
-    """moto's server handling one request at a time (conditional writes made atomic, as in
-    DynamoDB; moto's threaded server lets two requests pass the same condition)."""
-    from dynamo_sessions.demo import atomic_moto
-
-    with atomic_moto() as url:
-        yield url
-
-
-def test_pessimistic_handler_serialises_threads(atomic_moto_url: str, table_name: str) -> None:
+def test_pessimistic_handler_serialises_threads(moto_server: EmbeddedMoto, table_name: str) -> None:
     """A small same-session run through one shared handler (threads keep their own state)."""
-    client = local_client(atomic_moto_url)
+    client = local_client(moto_server.endpoint_url)
     make_table(client, table_name)
     handler = make_handler(client, table_name, locking="pessimistic")
     sid = new_session_id()
@@ -609,10 +599,10 @@ def test_operation_hook_sees_every_operation(moto_client: Any, table: str) -> No
 # --- the demo ---------------------------------------------------------------------------------
 
 
-def test_demo_loses_nothing_with_locking(atomic_moto_url: str) -> None:
+def test_demo_loses_nothing_with_locking(moto_server: EmbeddedMoto) -> None:
     from dynamo_sessions import demo
 
-    rows = demo.run(atomic_moto_url, users=2, requests=4, tabs=4)
+    rows = demo.run(moto_server.endpoint_url, users=2, requests=4, tabs=4)
     by_mode = {row["mode"]: row for row in rows}
     assert list(by_mode) == ["none", "pessimistic", "optimistic"]
     for row in rows:

