@@ -2,8 +2,12 @@
 
 GC scans with a key-only projection and a filter ``expires < now`` (and not locked), then
 deletes.  The default ``conditional`` mode deletes each item with the same condition, so a
-session refreshed after the scan saw it is never deleted; ``batch`` mode is the PHP handler's
-BatchWriteItem path (fewer calls, but BatchWriteItem cannot carry a condition).
+session refreshed (or locked) after the scan saw it is never deleted; ``batch`` mode is the PHP
+handler's BatchWriteItem path (fewer calls, but BatchWriteItem cannot carry a condition, so a
+session refreshed between the scan and the delete is lost).
+
+A collection is safe to interrupt and re-run: every delete is of an item that was expired when
+the run started, so stopping part-way only leaves expired items for the next run.
 """
 
 from __future__ import annotations
@@ -12,22 +16,50 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from . import _core
-from .config import SessionConfig
-from .errors import TableNotFound
+from .config import GC_MODES, SessionConfig
+from .errors import DynamoSessionsError, TableNotFound
 from .metrics import Metrics
 from .store import EXPIRES, LOCK, LOCK_UNTIL_MS
 
 TTL_ALREADY_ENABLED = "TimeToLive is already enabled"
+EXPIRED_AND_UNLOCKED = "#e < :now AND (attribute_not_exists(#l) OR #lu < :now_ms)"
+"""A session GC may delete: expired when the run started, and not locked by a live lease."""
 
 
-def _table_missing(exc: ClientError) -> bool:
-    return bool(exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException")
+class TableExists(DynamoSessionsError):
+    """``create_table`` found a table of that name already."""
+
+
+class GcThrottled(DynamoSessionsError):
+    """BatchWriteItem kept returning UnprocessedItems: the table's write capacity is exhausted."""
+
+
+class GcInterrupted(KeyboardInterrupt):
+    """A garbage collection was interrupted (Ctrl-C); ``result`` says what it had done.
+
+    Nothing unexpired was deleted; running the collection again finishes the job.
+    """
+
+    def __init__(self, result: GcResult) -> None:
+        super().__init__("garbage collection interrupted")
+        self.result = result
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _missing(config: SessionConfig, exc: ClientError) -> TableNotFound:
+    return TableNotFound(
+        f"DynamoDB table {config.table_name!r} does not exist: create it with "
+        f"`dynamo-sessions create-table --table-name {config.table_name}`"
+    )
 
 
 def create_table(client: Any, config: SessionConfig, read_capacity: int | None = None,
@@ -35,8 +67,9 @@ def create_table(client: Any, config: SessionConfig, read_capacity: int | None =
                  enable_ttl: bool = True) -> dict[str, Any]:
     """Create the sessions table (on demand, or provisioned when capacities are given).
 
-    Waits until it is ACTIVE and enables TTL on ``expires`` (an already enabled TTL is fine).
-    Returns the table description.
+    Waits until it is ACTIVE and enables TTL on ``expires`` (an already enabled TTL is fine), so
+    DynamoDB deletes expired sessions for free and GC only has to catch up.  Returns
+    :func:`describe_table`'s summary.  Raises :class:`TableExists` when the name is taken.
     """
     if (read_capacity is None) != (write_capacity is None):
         raise ValueError("give both read_capacity and write_capacity, or neither (on demand)")
@@ -45,25 +78,31 @@ def create_table(client: Any, config: SessionConfig, read_capacity: int | None =
         "KeySchema": [{"AttributeName": config.hash_key, "KeyType": "HASH"}],
         "AttributeDefinitions": [{"AttributeName": config.hash_key, "AttributeType": "S"}],
     }
-    if read_capacity is None:
+    if read_capacity is None or write_capacity is None:
         kwargs["BillingMode"] = "PAY_PER_REQUEST"
     else:
-        assert write_capacity is not None
         if read_capacity < 1 or write_capacity < 1:
             raise ValueError("provisioned capacities must be >= 1")
         kwargs["BillingMode"] = "PROVISIONED"
         kwargs["ProvisionedThroughput"] = {
             "ReadCapacityUnits": read_capacity, "WriteCapacityUnits": write_capacity,
         }
-    client.create_table(**kwargs)
+    try:
+        client.create_table(**kwargs)
+    except ClientError as exc:
+        if _error_code(exc) == "ResourceInUseException":
+            raise TableExists(
+                f"DynamoDB table {config.table_name!r} already exists: see it with "
+                f"`dynamo-sessions describe --table-name {config.table_name}`"
+            ) from exc
+        raise
     if wait:
         client.get_waiter("table_exists").wait(
-            TableName=config.table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+            TableName=config.table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 300}
         )
     if enable_ttl:
         enable_time_to_live(client, config)
-    description: dict[str, Any] = client.describe_table(TableName=config.table_name)["Table"]
-    return description
+    return describe_table(client, config)
 
 
 def enable_time_to_live(client: Any, config: SessionConfig) -> None:
@@ -79,37 +118,44 @@ def enable_time_to_live(client: Any, config: SessionConfig) -> None:
 
 
 def delete_table(client: Any, config: SessionConfig, wait: bool = True) -> None:
-    """Delete the sessions table (and every session in it)."""
+    """Delete the sessions table (and every session in it); waits until it is gone."""
     try:
         client.delete_table(TableName=config.table_name)
     except ClientError as exc:
-        if _table_missing(exc):
-            raise TableNotFound(f"DynamoDB table {config.table_name!r} does not exist") from exc
+        if _error_code(exc) == "ResourceNotFoundException":
+            raise _missing(config, exc) from exc
         raise
     if wait:
         client.get_waiter("table_not_exists").wait(
-            TableName=config.table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+            TableName=config.table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 300}
         )
 
 
 def describe_table(client: Any, config: SessionConfig) -> dict[str, Any]:
-    """Status, billing, TTL, approximate item count and size of the sessions table."""
+    """Status, billing, TTL, item count and size of the sessions table.
+
+    ``item_count`` and ``size_bytes`` are DynamoDB's own figures, refreshed by DynamoDB about
+    every six hours (exact on DynamoDB Local and moto).
+    """
     try:
         table = client.describe_table(TableName=config.table_name)["Table"]
+        ttl = client.describe_time_to_live(TableName=config.table_name)["TimeToLiveDescription"]
     except ClientError as exc:
-        if _table_missing(exc):
-            raise TableNotFound(
-                f"DynamoDB table {config.table_name!r} does not exist: create it with "
-                "`dynamo-sessions create-table`"
-            ) from exc
+        if _error_code(exc) == "ResourceNotFoundException":
+            raise _missing(config, exc) from exc
         raise
-    ttl = client.describe_time_to_live(TableName=config.table_name)["TimeToLiveDescription"]
+    throughput = table.get("ProvisionedThroughput", {})
+    billing = table.get("BillingModeSummary", {}).get("BillingMode")
+    if billing is None:  # DynamoDB omits the summary for tables created as PROVISIONED
+        billing = "PAY_PER_REQUEST" if not throughput.get("ReadCapacityUnits") else "PROVISIONED"
+    hash_keys = [k["AttributeName"] for k in table.get("KeySchema", []) if k["KeyType"] == "HASH"]
     return {
         "table_name": table["TableName"],
         "status": table["TableStatus"],
-        "billing_mode": table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED"),
-        "read_capacity": table.get("ProvisionedThroughput", {}).get("ReadCapacityUnits", 0),
-        "write_capacity": table.get("ProvisionedThroughput", {}).get("WriteCapacityUnits", 0),
+        "hash_key": hash_keys[0] if hash_keys else None,
+        "billing_mode": billing,
+        "read_capacity": throughput.get("ReadCapacityUnits", 0) or 0,
+        "write_capacity": throughput.get("WriteCapacityUnits", 0) or 0,
         "item_count": table.get("ItemCount", 0),
         "size_bytes": table.get("TableSizeBytes", 0),
         "ttl_status": ttl.get("TimeToLiveStatus", "DISABLED"),
@@ -122,89 +168,214 @@ class GcResult:
     """What a garbage collection did; units are the ones DynamoDB reported."""
 
     scanned: int = 0
+    """Items the Scan read (DynamoDB's ScannedCount)."""
     expired: int = 0
+    """Items found expired and unlocked."""
     deleted: int = 0
     skipped: int = 0
-    """Expired when scanned, but refreshed or locked by the time of the delete: kept."""
+    """Expired when scanned, but refreshed, locked or already gone (TTL, logout) by the time of
+    the delete: not deleted by this run."""
     read_units: float = 0.0
     write_units: float = 0.0
+    """Consumed capacity DynamoDB reported (ReturnConsumedCapacity)."""
+    refused_write_units: float = 0.0
+    """Deletes refused by their condition are charged (at least 1 WCU each) but DynamoDB
+    reports no capacity for them: this is our estimate, 1 WCU per refused delete."""
     calls: int = 0
+    elapsed_seconds: float = 0.0
     dry_run: bool = False
+    mode: str = "conditional"
+    segments: int = 1
+
+    def summary(self) -> str:
+        """One line for logs and cron mail."""
+        done = (f"would delete {self.expired} (dry run)" if self.dry_run
+                else f"deleted {self.deleted}")
+        wcu = self.write_units + self.refused_write_units
+        return (f"scanned {self.scanned}, expired {self.expired}, {done}, "
+                f"kept {self.skipped} (refreshed, locked or gone since the scan), "
+                f"{self.read_units:g} RCU, {wcu:g} WCU, {self.calls} calls, "
+                f"{self.elapsed_seconds:.1f}s ({self.mode}, {self.segments} segment"
+                f"{'s' if self.segments != 1 else ''})")
+
+
+class _Stopped(Exception):
+    """Unwinds a worker once the run was stopped (interrupt or another worker's error)."""
 
 
 class _Budget:
-    """Keeps consumed write units under ``units_per_second`` (sleeps off any excess)."""
+    """Keeps consumed write units at or under ``units_per_second`` by sleeping off any excess.
 
-    def __init__(self, units_per_second: float | None, sleep: Callable[[float], Any]) -> None:
+    Units are counted after each call, from what DynamoDB reported; a call that put the run
+    ahead of its budget is followed by a sleep until the average is back at the budget.
+    """
+
+    def __init__(self, units_per_second: float | None, sleep: Callable[[float], Any],
+                 clock: Callable[[], float]) -> None:
         self.rate = units_per_second
         self.sleep = sleep
-        self.start = time.monotonic()
+        self.clock = clock
+        self.start = clock()
         self.spent = 0.0
         self.lock = threading.Lock()
 
     def spend(self, units: float) -> None:
-        if not self.rate:
+        if not self.rate or units <= 0:
             return
         with self.lock:
             self.spent += units
-            ahead = self.spent / self.rate - (time.monotonic() - self.start)
+            ahead = self.spent / self.rate - (self.clock() - self.start)
         if ahead > 0:
             self.sleep(ahead)
 
 
+@dataclasses.dataclass
+class _Run:
+    """The state one ``GarbageCollector.run`` shares between its worker threads."""
+
+    result: GcResult
+    stop: threading.Event
+    sleep: Callable[[float], Any]
+    budget: _Budget
+    now: int
+    delay: float
+    batch_size: int
+    mode: str
+    dry_run: bool
+    progress: Callable[[GcResult], Any] | None
+    deleters: ThreadPoolExecutor | None
+    result_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    progress_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def check(self) -> None:
+        if self.stop.is_set():
+            raise _Stopped
+
+    def pause(self) -> None:
+        """The configured delay between two service operations."""
+        if self.delay:
+            self.check()
+            self.sleep(self.delay)
+
+    def report(self) -> None:
+        if self.progress is None:
+            return
+        with self.result_lock:
+            snapshot = dataclasses.replace(self.result)
+        with self.progress_lock:
+            self.progress(snapshot)
+
+    def condition_values(self) -> dict[str, Any]:
+        return {":now": {"N": str(self.now)}, ":now_ms": {"N": str(self.now * 1000)}}
+
+
 class GarbageCollector:
-    """Deletes expired sessions: paginated Scan, then conditional or batch deletes."""
+    """Deletes expired sessions: paginated Scan, then conditional (default) or batch deletes.
+
+    ``clock`` gives the epoch time deciding what is expired; ``monotonic`` and ``sleep`` time
+    the WCU budget, the delays and the UnprocessedItems backoff (injectable for tests).  By
+    default a sleep ends early when the run is interrupted.
+    """
 
     def __init__(self, client: Any, config: SessionConfig, metrics: Metrics | None = None,
                  clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], Any] = time.sleep) -> None:
+                 sleep: Callable[[float], Any] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.config = config
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.sleep = sleep
-        self._result_lock = threading.Lock()
+        self.monotonic = monotonic
 
     def run(self, segments: int | None = None, batch_size: int | None = None,
             delay_seconds: float | None = None, mode: str | None = None,
             max_wcu_per_second: float | None = None, dry_run: bool = False,
             progress: Callable[[GcResult], Any] | None = None) -> GcResult:
-        """Collect once over the whole table; returns counts and consumed units."""
+        """Collect once over the whole table; returns counts and consumed units.
+
+        ``segments``: parallel Scan segments (one thread each).  ``batch_size``: keys per
+        BatchWriteItem (batch mode) or deletes in flight (conditional mode), 1..25.
+        ``delay_seconds``: pause after every service operation (the guide's
+        ``gc_operation_delay``).  ``max_wcu_per_second``: write budget, enforced from the
+        consumed capacity DynamoDB reports.  ``dry_run``: scan and count only.  ``progress``
+        gets a snapshot of the counts after every page and every group of deletes.
+
+        Ctrl-C (or a ``KeyboardInterrupt`` from ``progress``) stops the run after the calls in
+        flight and raises :class:`GcInterrupted` carrying the counts so far.
+        """
         config = self.config
-        segments = segments or config.gc_segments
-        batch_size = batch_size or config.gc_batch_size
+        segments = config.gc_segments if segments is None else segments
+        batch_size = config.gc_batch_size if batch_size is None else batch_size
         delay = config.gc_operation_delay_seconds if delay_seconds is None else delay_seconds
         mode = mode or config.gc_mode
+        if not 1 <= segments <= 1_000_000:
+            raise ValueError("segments must be 1..1000000")
         if not 1 <= batch_size <= 25:
-            raise ValueError("batch_size must be 1..25")
-        if mode not in ("conditional", "batch"):
-            raise ValueError("mode must be 'conditional' or 'batch'")
-        result = GcResult(dry_run=dry_run)
-        budget = _Budget(max_wcu_per_second, self.sleep)
-        now = int(self.clock())
-        now_ms = now * 1000
+            raise ValueError("batch_size must be 1..25 (BatchWriteItem takes at most 25)")
+        if mode not in GC_MODES:
+            raise ValueError(f"mode must be one of {GC_MODES}")
+        if delay < 0:
+            raise ValueError("delay_seconds must be >= 0")
+        if max_wcu_per_second is not None and max_wcu_per_second <= 0:
+            raise ValueError("max_wcu_per_second must be > 0")
+        stop = threading.Event()
+        sleep = self.sleep or stop.wait
+        started = self.monotonic()
+        deleters = None
+        if mode == "conditional" and batch_size > 1 and not dry_run:
+            deleters = ThreadPoolExecutor(batch_size, thread_name_prefix="dynamo-sessions-gc-del")
+        ctx = _Run(
+            result=GcResult(dry_run=dry_run, mode=mode, segments=segments), stop=stop,
+            sleep=sleep, budget=_Budget(max_wcu_per_second, sleep, self.monotonic),
+            now=int(self.clock()), delay=delay, batch_size=batch_size, mode=mode,
+            dry_run=dry_run, progress=progress, deleters=deleters,
+        )
+        scanners = ThreadPoolExecutor(min(segments, 16), thread_name_prefix="dynamo-sessions-gc")
+        try:
+            pending: set[Future[None]] = {
+                scanners.submit(self._segment, ctx, index, segments) for index in range(segments)
+            }
+            while pending:  # short waits keep the main thread responsive to Ctrl-C
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    future.result()
+        except BaseException as exc:
+            stop.set()
+            scanners.shutdown(wait=True, cancel_futures=True)
+            if deleters is not None:
+                deleters.shutdown(wait=True, cancel_futures=True)
+            ctx.result.elapsed_seconds = self.monotonic() - started
+            if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, GcInterrupted):
+                raise GcInterrupted(ctx.result) from exc
+            raise
+        scanners.shutdown()
+        if deleters is not None:
+            deleters.shutdown()
+        ctx.result.elapsed_seconds = self.monotonic() - started
+        return ctx.result
 
-        def segment(index: int) -> None:
-            for keys in self._scan(index, segments, now, now_ms, result, delay):
-                if not dry_run and keys:
-                    if mode == "batch":
-                        self._batch_delete(keys, batch_size, result, delay, budget)
+    # --- workers ------------------------------------------------------------------------------
+
+    def _segment(self, ctx: _Run, index: int, segments: int) -> None:
+        try:
+            for keys in self._scan(ctx, index, segments):
+                if keys and not ctx.dry_run:
+                    if ctx.mode == "batch":
+                        self._batch_delete(ctx, keys)
                     else:
-                        self._conditional_delete(keys, batch_size, now, now_ms, result, delay,
-                                                 budget)
-                if progress is not None:
-                    progress(result)
+                        self._conditional_delete(ctx, keys)
+                ctx.report()
+        except _Stopped:
+            return
+        except BaseException:
+            ctx.stop.set()  # the other workers stop at their next call
+            raise
 
-        if segments == 1:
-            segment(0)
-        else:
-            with ThreadPoolExecutor(max_workers=min(segments, 8)) as pool:
-                list(pool.map(segment, range(segments)))
-        return result
-
-    def _account(self, result: GcResult, api: str, consumed: Any, **counts: int) -> float:
+    def _account(self, ctx: _Run, api: str, consumed: Any, **counts: float) -> float:
         rcu, wcu = self.metrics.add_call(api, consumed)
-        with self._result_lock:
+        with ctx.result_lock:
+            result = ctx.result
             result.read_units += rcu
             result.write_units += wcu
             result.calls += 1
@@ -212,97 +383,104 @@ class GarbageCollector:
                 setattr(result, name, getattr(result, name) + value)
         return wcu
 
-    def _scan(self, segment: int, segments: int, now: int, now_ms: int, result: GcResult,
-              delay: float) -> Iterator[list[dict[str, Any]]]:
-        hash_key = self.config.hash_key
+    def _scan(self, ctx: _Run, segment: int, segments: int) -> Iterator[list[dict[str, Any]]]:
         kwargs: dict[str, Any] = {
             "TableName": self.config.table_name,
             "ProjectionExpression": "#k",
-            "FilterExpression": "#e < :now AND (attribute_not_exists(#l) OR #lu < :now_ms)",
-            "ExpressionAttributeNames": {"#k": hash_key, "#e": EXPIRES, "#l": LOCK,
+            "FilterExpression": EXPIRED_AND_UNLOCKED,
+            "ExpressionAttributeNames": {"#k": self.config.hash_key, "#e": EXPIRES, "#l": LOCK,
                                          "#lu": LOCK_UNTIL_MS},
-            "ExpressionAttributeValues": {":now": {"N": str(now)}, ":now_ms": {"N": str(now_ms)}},
-            "ConsistentRead": False,
+            "ExpressionAttributeValues": ctx.condition_values(),
             "ReturnConsumedCapacity": "TOTAL",
         }
         if segments > 1:
             kwargs["Segment"] = segment
             kwargs["TotalSegments"] = segments
         while True:
+            ctx.check()
             try:
                 page = self.client.scan(**kwargs)
             except ClientError as exc:
-                if _table_missing(exc):
-                    raise TableNotFound(
-                        f"DynamoDB table {self.config.table_name!r} does not exist"
-                    ) from exc
+                if _error_code(exc) == "ResourceNotFoundException":
+                    raise _missing(self.config, exc) from exc
                 raise
             items = page.get("Items", [])
-            self._account(result, "Scan", page.get("ConsumedCapacity"),
+            self._account(ctx, "Scan", page.get("ConsumedCapacity"),
                           scanned=page.get("ScannedCount", 0), expired=len(items))
-            yield [item[hash_key] for item in items]
+            yield [item[self.config.hash_key] for item in items]
             start = page.get("LastEvaluatedKey")
             if not start:
                 return
             kwargs["ExclusiveStartKey"] = start
-            if delay:
-                self.sleep(delay)
+            ctx.pause()
 
-    def _conditional_delete(self, keys: list[dict[str, Any]], concurrency: int, now: int,
-                            now_ms: int, result: GcResult, delay: float,
-                            budget: _Budget) -> None:
+    def _delete_one(self, ctx: _Run, key: dict[str, Any]) -> None:
+        ctx.check()
         config = self.config
+        try:
+            response = self.client.delete_item(
+                TableName=config.table_name, Key={config.hash_key: key},
+                ConditionExpression=EXPIRED_AND_UNLOCKED,
+                ExpressionAttributeNames={"#e": EXPIRES, "#l": LOCK, "#lu": LOCK_UNTIL_MS},
+                ExpressionAttributeValues=ctx.condition_values(),
+                ReturnConsumedCapacity="TOTAL",
+            )
+        except ClientError as exc:
+            if _error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            # refreshed, locked or deleted since the scan: keep it.  DynamoDB charges the
+            # refused write but reports no capacity for it, so the budget counts 1 WCU.
+            self._account(ctx, "DeleteItem", exc.response.get("ConsumedCapacity"), skipped=1,
+                          refused_write_units=1.0)
+            self.metrics.add_failed_write(1.0)
+            ctx.budget.spend(1.0)
+        else:
+            units = self._account(ctx, "DeleteItem", response.get("ConsumedCapacity"), deleted=1)
+            ctx.budget.spend(units)
+        ctx.pause()
 
-        def delete(key: dict[str, Any]) -> None:
-            try:
-                response = self.client.delete_item(
-                    TableName=config.table_name, Key={config.hash_key: key},
-                    ConditionExpression="#e < :now AND (attribute_not_exists(#l) OR #lu < :now_ms)",
-                    ExpressionAttributeNames={"#e": EXPIRES, "#l": LOCK, "#lu": LOCK_UNTIL_MS},
-                    ExpressionAttributeValues={":now": {"N": str(now)},
-                                               ":now_ms": {"N": str(now_ms)}},
-                    ReturnConsumedCapacity="TOTAL",
-                )
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                    raise
-                units = self._account(result, "DeleteItem", exc.response.get("ConsumedCapacity"),
-                                      skipped=1)
-            else:
-                units = self._account(result, "DeleteItem", response.get("ConsumedCapacity"),
-                                      deleted=1)
-            budget.spend(units)
-            if delay:
-                self.sleep(delay)
-
-        if concurrency <= 1 or len(keys) == 1:
-            for key in keys:
-                delete(key)
+    def _conditional_delete(self, ctx: _Run, keys: list[dict[str, Any]]) -> None:
+        if ctx.deleters is None:
+            for start in range(0, len(keys), ctx.batch_size):
+                for key in keys[start:start + ctx.batch_size]:
+                    self._delete_one(ctx, key)
+                ctx.report()
             return
-        with ThreadPoolExecutor(max_workers=min(concurrency, len(keys))) as pool:
-            list(pool.map(delete, keys))
+        for start in range(0, len(keys), ctx.batch_size):
+            group = [ctx.deleters.submit(self._delete_one, ctx, key)
+                     for key in keys[start:start + ctx.batch_size]]
+            failure: BaseException | None = None
+            for future in group:
+                try:
+                    future.result()
+                except BaseException as exc:  # wait for the whole group, then raise the first
+                    failure = failure or exc
+            if failure is not None:
+                raise failure
+            ctx.report()
 
-    def _batch_delete(self, keys: list[dict[str, Any]], batch_size: int, result: GcResult,
-                      delay: float, budget: _Budget) -> None:
+    def _batch_delete(self, ctx: _Run, keys: list[dict[str, Any]]) -> None:
         config = self.config
-        for start in range(0, len(keys), batch_size):
+        for start in range(0, len(keys), ctx.batch_size):
             pending = [{"DeleteRequest": {"Key": {config.hash_key: key}}}
-                       for key in keys[start:start + batch_size]]
-            backoff = _core.LockRetryBackoff(50_000, 1_000_000, 60.0, seed=None,
-                                             sleep=self.sleep)
+                       for key in keys[start:start + ctx.batch_size]]
+            backoff = _core.LockRetryBackoff(50_000, 2_000_000, 60.0, clock=self.monotonic,
+                                             sleep=ctx.sleep)
             while pending:
+                ctx.check()
                 response = self.client.batch_write_item(
                     RequestItems={config.table_name: pending}, ReturnConsumedCapacity="TOTAL"
                 )
                 unprocessed = response.get("UnprocessedItems", {}).get(config.table_name, [])
-                units = self._account(result, "BatchWriteItem", response.get("ConsumedCapacity"),
+                units = self._account(ctx, "BatchWriteItem", response.get("ConsumedCapacity"),
                                       deleted=len(pending) - len(unprocessed))
-                budget.spend(units)
+                ctx.budget.spend(units)
                 pending = unprocessed
                 if pending and not backoff.wait():
-                    raise RuntimeError(
-                        f"{len(pending)} deletes stayed unprocessed for 60s (throttled); "
-                        "re-run gc with a lower --max-wcu-per-second"
+                    raise GcThrottled(
+                        f"{len(pending)} deletes stayed unprocessed for 60s (the table's write "
+                        "capacity is exhausted); re-run gc with a lower --max-wcu-per-second or "
+                        "a longer --delay-seconds"
                     )
-                if delay:
-                    self.sleep(delay)
+                ctx.pause()
+            ctx.report()

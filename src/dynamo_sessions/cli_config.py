@@ -1,0 +1,295 @@
+"""Options of the command line: flags, environment variables and a config file.
+
+Precedence: a flag given on the command line, then the environment, then the config file, then
+the built-in default.  The config file (``--config`` or ``$DYNAMO_SESSIONS_CONFIG``) is TOML
+(``*.toml``, read with ``tomllib``: Python 3.11+) or JSON (``*.json``, every Python version).
+Top-level keys set the options every command has; a table named after a command
+(``[gc]``, ``[create-table]``, ...) sets that command's options.  Keys are the long option names
+(``-`` or ``_``); unknown keys and values of the wrong type are rejected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import importlib
+import ipaddress
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+CONFIG_ENV = "DYNAMO_SESSIONS_CONFIG"
+
+
+class OptionError(ValueError):
+    """A bad option value or config file; the message says which and what is expected."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One option of a command: its flag, type, default, and where else it may come from."""
+
+    flag: str
+    kind: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+    env: tuple[str, ...] = ()
+    in_file: bool = True
+    minimum: float | None = None
+    maximum: float | None = None
+    multiple: bool = False
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    def add_to(self, parser: Any) -> None:
+        """Add the flag to an argparse parser or argument group."""
+        sources = []
+        if self.env:
+            sources.append("env " + "/".join(f"${name}" for name in self.env))
+        if self.default not in (None, False, ()):
+            sources.append(f"default {self.default}")
+        help_text = self.help + (f" ({'; '.join(sources)})" if sources else "")
+        if self.kind is bool:
+            parser.add_argument(self.flag, action="store_true", default=argparse.SUPPRESS,
+                                help=help_text)
+            return
+        parser.add_argument(
+            self.flag, type=self._parse, choices=self.choices, default=argparse.SUPPRESS,
+            action="append" if self.multiple else "store", help=help_text,
+            metavar=self.metavar,
+        )
+
+    def _parse(self, text: str) -> Any:
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if self.kind is int else 'a number'}, got {text!r}"
+            ) from None
+        try:
+            self.check(value)
+        except OptionError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    def check(self, value: Any) -> None:
+        if self.minimum is not None and value < self.minimum:
+            raise OptionError(f"{self.flag} must be >= {self.minimum:g}, got {value}")
+        if self.maximum is not None and value > self.maximum:
+            raise OptionError(f"{self.flag} must be <= {self.maximum:g}, got {value}")
+
+    def from_text(self, text: str, source: str) -> Any:
+        """A value given as text (environment variable)."""
+        if self.kind is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise OptionError(f"{source}={text!r}: expected true or false")
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise OptionError(f"{source}={text!r}: expected a {self.kind.__name__}") from None
+        return self.validate(value, source)
+
+    def validate(self, value: Any, source: str) -> Any:
+        """A value from a config file: checked for type, choices and range."""
+        values = value if self.multiple and isinstance(value, list) else [value]
+        for item in values:
+            ok = isinstance(item, self.kind) and not (
+                self.kind is not bool and isinstance(item, bool)
+            )
+            if self.kind is float and isinstance(item, int) and not isinstance(item, bool):
+                ok = True
+            if not ok:
+                raise OptionError(
+                    f"{source}: expected {'a list of ' if self.multiple else ''}"
+                    f"{self.kind.__name__}, got {item!r}"
+                )
+            if self.choices is not None and item not in self.choices:
+                raise OptionError(f"{source}: {item!r} is not one of {', '.join(self.choices)}")
+            if self.kind in (int, float):
+                try:
+                    self.check(item)
+                except OptionError as exc:
+                    raise OptionError(f"{source}: {exc}") from None
+        if self.kind is float:
+            return [float(v) for v in values] if self.multiple else float(value)
+        return list(values) if self.multiple else value
+
+
+COMMON = (
+    Option("--table-name", str, "sessions", "DynamoDB table of the sessions",
+           env=("DYNAMO_SESSIONS_TABLE_NAME",)),
+    Option("--endpoint-url", str, None,
+           "DynamoDB endpoint, e.g. http://127.0.0.1:8000 for DynamoDB Local",
+           env=("DYNAMO_SESSIONS_ENDPOINT_URL",)),
+    Option("--region", str, None, "AWS region", env=("AWS_REGION", "AWS_DEFAULT_REGION")),
+    Option("--profile", str, None, "AWS profile of ~/.aws/config", env=("AWS_PROFILE",)),
+    Option("--log-level", str, "WARNING", "log level of the 'dynamo_sessions' logger on stderr",
+           choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+)
+
+
+def parse_bool_env(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0", "false", "no")
+
+
+@dataclasses.dataclass
+class Settings:
+    """Resolved options of one command: ``values[dest]`` and where each came from."""
+
+    command: str
+    values: dict[str, Any]
+    sources: dict[str, str]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("values", "sources", "command"):
+            raise AttributeError(name)
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Read a TOML or JSON config file into a dict (``OptionError`` when it cannot be read)."""
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise OptionError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    if file.suffix.lower() == ".json":
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise OptionError(f"config file {path} is not valid JSON: {exc}") from None
+    elif file.suffix.lower() == ".toml":
+        if sys.version_info < (3, 11):
+            raise OptionError(
+                f"config file {path}: TOML needs Python 3.11+ (tomllib); on Python 3.10 use a "
+                "JSON file (same keys) instead"
+            )
+        tomllib = importlib.import_module("tomllib")  # not importable on 3.10 (mypy's target)
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise OptionError(f"config file {path} is not valid TOML: {exc}") from None
+    else:
+        raise OptionError(f"config file {path}: name it *.toml or *.json")
+    if not isinstance(data, dict):
+        raise OptionError(f"config file {path}: expected a table/object at the top")
+    return data
+
+
+def _norm(key: str) -> str:
+    return str(key).replace("-", "_")
+
+
+def _unknown(key: str, known: Sequence[str], where: str) -> OptionError:
+    close = difflib.get_close_matches(_norm(key), list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return OptionError(f"unknown key {key!r} {where}{hint}; known: {', '.join(sorted(known))}")
+
+
+def file_values(data: Mapping[str, Any], path: str, command: str,
+                commands: Mapping[str, Sequence[Option]]) -> dict[str, Any]:
+    """The options a config file sets for ``command``, validated; unknown keys rejected."""
+    common = {option.dest: option for option in COMMON if option.in_file}
+    sections = {_norm(name): name for name in commands}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        name = _norm(key)
+        if name in common:
+            values[name] = common[name].validate(value, f"{path}: {key}")
+        elif name in sections:
+            if not isinstance(value, dict):
+                raise OptionError(f"{path}: [{key}] must be a table of options")
+            own = {o.dest: o for o in commands[sections[name]] if o.in_file}
+            for sub, sub_value in value.items():
+                if _norm(sub) not in own:
+                    raise _unknown(sub, list(own), f"in [{key}] of {path}")
+                if sections[name] == command:
+                    values[_norm(sub)] = own[_norm(sub)].validate(
+                        sub_value, f"{path}: [{key}] {sub}")
+        else:
+            raise _unknown(key, [*common, *sections], f"in {path}")
+    return values
+
+
+def resolve(command: str, given: Mapping[str, Any], options: Sequence[Option],
+            commands: Mapping[str, Sequence[Option]],
+            environ: Mapping[str, str] | None = None) -> Settings:
+    """Merge flags > environment > config file > defaults for ``command``."""
+    environ = os.environ if environ is None else environ
+    config_path = given.get("config") or environ.get(CONFIG_ENV) or None
+    from_file: dict[str, Any] = {}
+    if config_path:
+        from_file = file_values(load_config_file(config_path), config_path, command, commands)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in (*COMMON, *options):
+        dest = option.dest
+        if dest in given:
+            values[dest], sources[dest] = given[dest], "flag"
+            continue
+        env_name = next((name for name in option.env if environ.get(name)), None)
+        if env_name is not None:
+            values[dest] = option.from_text(environ[env_name], env_name)
+            sources[dest] = f"${env_name}"
+        elif dest in from_file:
+            values[dest], sources[dest] = from_file[dest], f"config file {config_path}"
+        else:
+            values[dest], sources[dest] = option.default, "default"
+    values["config"] = config_path
+    return Settings(command, values, sources)
+
+
+def is_loopback(endpoint_url: str | None) -> bool:
+    if not endpoint_url:
+        return False
+    host = urlsplit(endpoint_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def make_client(settings: Settings, max_pool_connections: int = 10,
+                session_factory: Callable[..., Any] | None = None) -> Any:
+    """A low-level DynamoDB client from the resolved options (botocore's standard retries).
+
+    Against a loopback endpoint (DynamoDB Local, moto) with no region configured, ``us-east-1``
+    is used: such servers accept any region.  ``AWS_RETRY_MODE``/``AWS_MAX_ATTEMPTS`` are
+    honoured (default: standard mode, 5 attempts).
+    """
+    import boto3
+    from botocore.config import Config
+
+    session = (session_factory or boto3.Session)(profile_name=settings.profile,
+                                                 region_name=settings.region)
+    region = session.region_name
+    if region is None and is_loopback(settings.endpoint_url):
+        region = "us-east-1"
+    # botocore's standard retry mode unless AWS_RETRY_MODE / AWS_MAX_ATTEMPTS say otherwise
+    retries: dict[str, Any] = {}
+    if not os.environ.get("AWS_RETRY_MODE"):
+        retries["mode"] = "standard"
+    if not os.environ.get("AWS_MAX_ATTEMPTS"):
+        retries["max_attempts"] = 5
+    return session.client(
+        "dynamodb", endpoint_url=settings.endpoint_url, region_name=region,
+        config=Config(retries=retries, connect_timeout=5, read_timeout=30,
+                      max_pool_connections=max_pool_connections),
+    )

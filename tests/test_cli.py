@@ -1,0 +1,485 @@
+"""The ``dynamo-sessions`` command line against moto's server and DynamoDB Local.
+
+Commands run in-process (``cli.main([...])``) with ``--endpoint-url`` on loopback; a few run as
+``python -m dynamo_sessions`` subprocesses, as cron would.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dynamo_sessions import _core, cli
+from dynamo_sessions.cli_config import COMMON, OptionError, resolve
+from dynamo_sessions.servers import free_port, local_client
+
+from .handler_support import Faults
+
+ENV_NAMES = ("DYNAMO_SESSIONS_TABLE_NAME", "DYNAMO_SESSIONS_ENDPOINT_URL", "DYNAMO_SESSIONS_CONFIG",
+             "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_MAX_ATTEMPTS",
+             "AWS_RETRY_MODE")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Dummy credentials, no AWS config files, and none of our variables from the caller."""
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+
+
+@pytest.fixture(params=["moto_server",
+                        pytest.param("dynamodb_local", marks=pytest.mark.dynamodb_local)])
+def endpoint(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(request.param).endpoint_url
+    return url
+
+
+@pytest.fixture
+def moto_endpoint(moto_server: Any) -> str:
+    url: str = moto_server.endpoint_url
+    return url
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def put(client: Any, table: str, prefix: str, count: int, expires: int, size: int) -> None:
+    requests = [{"PutRequest": {"Item": {"id": {"S": f"PHPSESSID_{prefix}{i:03d}"},
+                                         "data": {"B": b"x" * size},
+                                         "expires": {"N": str(expires)}}}}
+                for i in range(count)]
+    for start in range(0, count, 25):
+        pending = requests[start:start + 25]
+        while pending:
+            pending = client.batch_write_item(RequestItems={table: pending}).get(
+                "UnprocessedItems", {}).get(table, [])
+
+
+def count_items(client: Any, table: str) -> int:
+    return sum(page["Count"] for page in client.get_paginator("scan").paginate(TableName=table))
+
+
+# --- help and options -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [None, *cli.COMMANDS])
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: str | None) -> None:
+    code, out, _ = run(capsys, *([command] if command else []), "--help")
+    assert code == 0
+    assert "usage: dynamo-sessions" in out
+    if command:
+        for option in ("--table-name", "--endpoint-url", "--region", "--profile", "--config"):
+            assert option in out
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "gc", "--batch-size", "26")[0] == 2
+    assert run(capsys, "gc", "--mode", "fast")[0] == 2
+    assert run(capsys, "no-such-command")[0] == 2
+    code, _, err = run(capsys, "create-table", "--read-capacity", "5", "--endpoint-url",
+                       "http://127.0.0.1:9")
+    assert code == 2 and "--write-capacity" in err
+
+
+def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None:
+    commands = {name: command.options for name, command in cli.COMMANDS.items()}
+    options = cli.COMMANDS["gc"].options
+    path = tmp_path / "ops.toml"
+    path.write_text('table-name = "from-file"\nregion = "eu-west-1"\n'
+                    '[gc]\nsegments = 4\ndelay_seconds = 0.5\nmax-wcu-per-second = 100\n'
+                    '[stats]\nsample_size = 10\n')
+    env = {"DYNAMO_SESSIONS_CONFIG": str(path), "DYNAMO_SESSIONS_TABLE_NAME": "from-env"}
+    settings = resolve("gc", {"segments": 2}, options, commands, env)
+    assert settings.values["segments"] == 2 and settings.sources["segments"] == "flag"
+    assert settings.table_name == "from-env"
+    assert settings.region == "eu-west-1"
+    assert settings.delay_seconds == 0.5 and settings.max_wcu_per_second == 100.0
+    assert settings.batch_size == 25 and settings.sources["batch_size"] == "default"
+    assert "sample_size" not in settings.values  # another command's section
+    settings = resolve("gc", {"table_name": "from-flag"}, options, commands,
+                       {**env, "AWS_REGION": "us-west-2"})
+    assert (settings.table_name, settings.region) == ("from-flag", "us-west-2")
+    json_path = tmp_path / "ops.json"
+    json_path.write_text(json.dumps({"table_name": "json-table", "gc": {"mode": "batch"}}))
+    settings = resolve("gc", {"config": str(json_path)}, options, commands, {})
+    assert (settings.table_name, settings.mode) == ("json-table", "batch")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ('table_nam = "x"\n', "unknown key 'table_nam'"),
+    ('[gc]\nsegmnts = 2\n', "unknown key 'segmnts' in [gc]"),
+    ('[gc]\nsegments = "two"\n', "expected int"),
+    ('[gc]\nbatch_size = 30\n', "must be <= 25"),
+    ('[gc]\nmode = "fast"\n', "not one of"),
+    ('[gc]\nyes = true\n', "unknown key 'yes'"),
+    ('[delete-table]\nyes = true\n', "unknown key 'yes'"),
+    ("not toml = = 1\n", "not valid TOML"),
+])
+def test_bad_config_files_are_rejected(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                       content: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(content)
+    code, _, err = run(capsys, "gc", "--config", str(path), "--endpoint-url",
+                       "http://127.0.0.1:9")
+    assert code == 2
+    assert message in err
+
+
+def test_config_file_needs_a_known_suffix(tmp_path: Path) -> None:
+    path = tmp_path / "ops.ini"
+    path.write_text("x")
+    with pytest.raises(OptionError, match=r"\*\.toml or \*\.json"):
+        resolve("gc", {"config": str(path)}, cli.COMMANDS["gc"].options,
+                {name: c.options for name, c in cli.COMMANDS.items()}, {})
+    assert {option.dest for option in COMMON} >= {"table_name", "endpoint_url", "region",
+                                                 "profile"}
+
+
+# --- the commands, end to end ------------------------------------------------------------------
+
+
+def test_table_lifecycle_and_gc(capsys: pytest.CaptureFixture[str], endpoint: str,
+                                table_name: str) -> None:
+    common = ("--endpoint-url", endpoint, "--table-name", table_name)
+    code, out, _ = run(capsys, "create-table", *common)
+    assert code == 0 and "ACTIVE" in out and "on demand" in out
+    code, _, err = run(capsys, "create-table", *common)
+    assert code == 7 and "already exists" in err
+    code, out, _ = run(capsys, "describe", *common, "--json")
+    described = json.loads(out)
+    assert (described["status"], described["billing_mode"]) == ("ACTIVE", "PAY_PER_REQUEST")
+    assert (described["ttl_status"], described["ttl_attribute"]) == ("ENABLED", "expires")
+    code, out, _ = run(capsys, "describe", *common)
+    assert code == 0 and "TTL" in out and "items" in out
+
+    client = local_client(endpoint)
+    # expired far enough in the past for the test, but DynamoDB Local's TTL sweeper may take
+    # some: gc counts are checked against what is left, not against the numbers put
+    put(client, table_name, "old", 40, int(time.time()) - 5, 200)
+    put(client, table_name, "new", 10, int(time.time()) + 600, 200)
+    code, out, _ = run(capsys, "gc", *common, "--dry-run", "--json")
+    dry = json.loads(out)
+    assert code == 0 and dry["deleted"] == 0 and dry["dry_run"]
+    code, out, err = run(capsys, "gc", *common, "--segments", "2", "--batch-size", "5")
+    assert code == 0 and err == ""
+    assert out.count("\n") == 1 and out.startswith(f"gc {table_name}: scanned")
+    assert count_items(client, table_name) == 10
+    code, out, _ = run(capsys, "gc", *common, "--json", "--mode", "batch")
+    assert json.loads(out)["deleted"] == 0
+
+    code, _, err = run(capsys, "delete-table", *common)
+    assert code == 2 and "without --yes" in err
+    code, out, _ = run(capsys, "delete-table", *common, "--yes")
+    assert code == 0 and "deleted" in out
+    for command in ("describe", "gc", "stats", "delete-table"):
+        code, _, err = run(capsys, command, *common, "--yes" if command == "delete-table" else
+                           "--json")
+        assert code == 3, command
+        assert f"create-table --table-name {table_name}" in err
+        assert "Traceback" not in err
+
+
+def test_create_table_provisioned(capsys: pytest.CaptureFixture[str], moto_endpoint: str,
+                                  table_name: str) -> None:
+    code, out, _ = run(capsys, "create-table", "--endpoint-url", moto_endpoint, "--table-name",
+                       table_name, "--read-capacity", "5", "--write-capacity", "5", "--json")
+    assert code == 0
+    described = json.loads(out)
+    assert described["billing_mode"] == "PROVISIONED"
+    assert (described["read_capacity"], described["write_capacity"]) == (5, 5)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("answer", "code"), [("nope\n", 1), ("{name}\n", 0)])
+def test_delete_table_asks_on_a_terminal(capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch, moto_endpoint: str,
+                                         table_name: str, answer: str, code: int) -> None:
+    common = ("--endpoint-url", moto_endpoint, "--table-name", table_name)
+    assert run(capsys, "create-table", *common)[0] == 0
+    monkeypatch.setattr(sys, "stdin", Terminal(answer.format(name=table_name)))
+    result, _, err = run(capsys, "delete-table", *common)
+    assert result == code
+    assert "Type the table name to confirm" in err
+    assert run(capsys, "describe", *common)[0] == (3 if code == 0 else 0)
+
+
+def test_stats(capsys: pytest.CaptureFixture[str], endpoint: str, table_name: str) -> None:
+    common = ("--endpoint-url", endpoint, "--table-name", table_name)
+    assert run(capsys, "create-table", *common)[0] == 0
+    client = local_client(endpoint)
+    put(client, table_name, "small", 30, int(time.time()) + 600, 300)
+    put(client, table_name, "large", 10, int(time.time()) + 600, 3000)
+    code, out, _ = run(capsys, "stats", *common, "--json", "--sample-size", "25")
+    stats = json.loads(out)
+    assert code == 0
+    assert stats["sampled"] == 25 and not stats["complete"]
+    code, out, _ = run(capsys, "stats", *common, "--json", "--changed-share", "0.5")
+    stats = json.loads(out)
+    small = _core.item_size({"id": {"S": "PHPSESSID_small000"}, "data": {"B": b"x" * 300},
+                             "expires": {"N": str(int(time.time()) + 600)}})
+    sizes = stats["size_bytes"]
+    assert stats["sampled"] == 40 and stats["complete"]
+    assert sizes["over_1kb_share"] == 0.25
+    assert sizes["min"] == small and sizes["p50"] == small
+    assert sizes["max"] == small - 300 + 3000
+    modes = {row["mode"]: row for row in stats["modes"]}
+    assert set(modes) == {"none", "optimistic", "pessimistic", "php-none", "php-pessimistic"}
+    # none: 1 RCU per read (all items < 4 KB); a write costs 1 WCU (small) or 3 WCU (3 KB)
+    assert modes["none"]["read_rcu"] == 1.0
+    assert modes["none"]["changed_write_wcu"] == (30 * 1 + 10 * 3) / 40
+    assert modes["none"]["wcu_per_1m_requests"] == pytest.approx(0.5 * 1.5 * 1_000_000)
+    assert modes["php-none"]["wcu_per_1m_requests"] == pytest.approx(1.5 * 1_000_000)
+    assert modes["pessimistic"]["rcu_per_request"] == 0.0
+    code, out, _ = run(capsys, "stats", *common, "--eventually-consistent")
+    assert code == 0
+    assert "over 1 KB: 25.0% of sessions" in out
+    assert "p50" in out and "php-none" in out and "eventually consistent" in out
+
+
+# --- errors that tell the user what to do -------------------------------------------------------
+
+
+def test_no_credentials(capsys: pytest.CaptureFixture[str],
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    # signing fails before anything is sent; the endpoint is a closed loopback port anyway
+    code, _, err = run(capsys, "describe", "--endpoint-url", f"http://127.0.0.1:{free_port()}")
+    assert code == 4
+    assert "AWS_ACCESS_KEY_ID" in err and "--profile" in err and "Traceback" not in err
+
+
+def test_unknown_profile(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "describe", "--profile", "nope", "--endpoint-url",
+                       "http://127.0.0.1:9")
+    assert code == 4 and "nope" in err
+
+
+def test_unreachable_endpoint(capsys: pytest.CaptureFixture[str],
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    url = f"http://127.0.0.1:{free_port()}"
+    code, _, err = run(capsys, "describe", "--endpoint-url", url)
+    assert code == 6
+    assert url in err and "--endpoint-url" in err and "Traceback" not in err
+
+
+def test_throttled(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                   moto_endpoint: str, table_name: str) -> None:
+    common = ("--endpoint-url", moto_endpoint, "--table-name", table_name)
+    assert run(capsys, "create-table", *common)[0] == 0
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    made = cli.make_client
+
+    def throttled_client(*args: Any, **kwargs: Any) -> Any:
+        client = made(*args, **kwargs)
+        Faults(client).add("throttle", "Scan", 10)
+        return client
+
+    monkeypatch.setattr(cli, "make_client", throttled_client)
+    code, _, err = run(capsys, "gc", *common)
+    assert code == 5
+    assert "--max-wcu-per-second" in err and "--delay-seconds" in err
+
+
+# --- gc interrupted and re-run, progress bar ---------------------------------------------------
+
+
+def test_gc_progress_bar_then_ctrl_c_then_rerun(capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch, endpoint: str,
+                                               table_name: str) -> None:
+    from dynamo_sessions import progress
+
+    common = ("--endpoint-url", endpoint, "--table-name", table_name)
+    assert run(capsys, "create-table", *common)[0] == 0
+    client = local_client(endpoint)
+    client.update_time_to_live(TableName=table_name, TimeToLiveSpecification={
+        "Enabled": False, "AttributeName": "expires"})  # DynamoDB Local's TTL would race gc
+    put(client, table_name, "old", 60, int(time.time()) - 5, 100)
+    put(client, table_name, "new", 15, int(time.time()) + 600, 100)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    draw = progress.GcProgress.update
+    seen: list[int] = []
+
+    def ctrl_c_after_some(self: progress.GcProgress, result: Any, force: bool = False,
+                          done: bool = False) -> None:
+        draw(self, result, force=True, done=done)
+        seen.append(result.deleted)
+        if result.deleted >= 10 and not force:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(progress.GcProgress, "update", ctrl_c_after_some)
+    code, out, err = run(capsys, "gc", *common, "--batch-size", "5")
+    assert code == 130
+    assert "\r[" in err and "scanned" in err and "deleted" in err  # the bar was drawn
+    assert "gc interrupted" in err and "run the same gc again" in err
+    left = count_items(client, table_name)
+    assert 15 < left <= 65
+    monkeypatch.setattr(progress.GcProgress, "update", draw)
+    code, out, err = run(capsys, "gc", *common)
+    assert code == 0 and f"deleted {left - 15}" in out
+    assert count_items(client, table_name) == 15
+
+
+@pytest.mark.slow
+@pytest.mark.dynamodb_local
+def test_gc_subprocess_sigint_then_rerun(dynamodb_local: Any, table_name: str) -> None:
+    """``python -m dynamo_sessions gc`` from cron, stopped by SIGINT (Ctrl-C), then re-run."""
+    endpoint = dynamodb_local.endpoint_url
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+           "DYNAMO_SESSIONS_ENDPOINT_URL": endpoint, "DYNAMO_SESSIONS_TABLE_NAME": table_name}
+    command = [sys.executable, "-m", "dynamo_sessions"]
+    created = subprocess.run([*command, "create-table"], env=env, capture_output=True,
+                             text=True, timeout=60, check=False)
+    assert created.returncode == 0, created.stderr
+    client = local_client(endpoint)
+    client.update_time_to_live(TableName=table_name, TimeToLiveSpecification={
+        "Enabled": False, "AttributeName": "expires"})
+    put(client, table_name, "old", 300, int(time.time()) - 5, 100)
+    put(client, table_name, "new", 20, int(time.time()) + 600, 100)
+    gc = subprocess.Popen([*command, "gc", "--batch-size", "1", "--delay-seconds", "0.05"],
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while count_items(client, table_name) == 320 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    gc.send_signal(signal.SIGINT)
+    _, err = gc.communicate(timeout=60)
+    assert gc.returncode == 130, err
+    assert "gc interrupted" in err and "Traceback" not in err
+    assert 20 < count_items(client, table_name) < 320
+    rerun = subprocess.run([*command, "gc"], env=env, capture_output=True, text=True,
+                           timeout=120, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stdout.count("\n") == 1  # one summary line off a terminal
+    assert count_items(client, table_name) == 20
+
+
+def test_python_dash_m(moto_endpoint: str, table_name: str) -> None:
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+    result = subprocess.run(
+        [sys.executable, "-m", "dynamo_sessions", "describe", "--endpoint-url", moto_endpoint,
+         "--table-name", table_name], env=env, capture_output=True, text=True, timeout=60,
+        check=False)
+    assert result.returncode == 3
+    assert "create-table" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+
+def test_demo_runs_and_prints_json(capsys: pytest.CaptureFixture[str],
+                                   moto_endpoint: str) -> None:
+    code, out, _ = run(capsys, "demo", "--users", "1", "--requests", "2", "--tabs", "2",
+                       "--mode", "none", "--mode", "optimistic", "--json", "--endpoint-url",
+                       moto_endpoint)
+    assert code == 0
+    assert [row["mode"] for row in json.loads(out)] == ["none", "optimistic"]
+
+
+def test_demo_serve_without_the_web_demo(capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "dynamo_sessions.webdemo", None)  # import fails
+    code, _, err = run(capsys, "demo", "--serve")
+    assert code == 1 and "dynamo_sessions.webdemo" in err and "Traceback" not in err
+
+
+def test_demo_serve_passes_its_options(capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[Any, ...]] = []
+    module = types.ModuleType("dynamo_sessions.webdemo")
+
+    def serve(endpoint_url: str | None, host: str = "127.0.0.1", port: int = 8000,
+              workers: int = 2, threads: int = 4, locking: str = "optimistic") -> int:
+        calls.append((endpoint_url, host, port, workers, threads, locking))
+        return 0
+
+    module.serve = serve  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "dynamo_sessions.webdemo", module)
+    code, _, _ = run(capsys, "demo", "--serve", "--port", "8123", "--workers", "3",
+                     "--threads", "2", "--locking", "pessimistic", "--endpoint-url",
+                     "http://127.0.0.1:9")
+    assert code == 0
+    assert calls == [("http://127.0.0.1:9", "127.0.0.1", 8123, 3, 2, "pessimistic")]
+
+
+def test_progress_bar_counts_pending_deletes_as_not_done() -> None:
+    from dynamo_sessions.progress import GcProgress
+    from dynamo_sessions.table import GcResult
+
+    stream = io.StringIO()
+    bar = GcProgress(stream, item_count=100, monotonic=lambda: 0.0)
+    result = GcResult(scanned=100, expired=50, deleted=10, skipped=0)
+    assert bar.line(result).startswith("[############........]  60%")
+    assert "[####################] 100%" in bar.line(result, done=True)
+    assert "to delete 50" in bar.line(GcResult(scanned=100, expired=50, dry_run=True))
+    bar.update(result)
+    bar.update(result)  # within the redraw interval: skipped
+    bar.finish()
+    assert stream.getvalue().count("\r") == 1 and stream.getvalue().endswith("\n")
+
+
+@pytest.mark.dynamodb_local
+def test_stats_projection_matches_what_dynamodb_local_charges(dynamodb_local: Any,
+                                                              table_name: str) -> None:
+    """The per-operation units ``stats`` projects are what each mode really spends."""
+    from dynamo_sessions import SessionConfig, create_store, new_session_id
+    from dynamo_sessions.stats import project, sample_table
+    from dynamo_sessions.table import create_table
+
+    client = local_client(dynamodb_local.endpoint_url)
+    config = SessionConfig(table_name=table_name)
+    create_table(client, config, enable_ttl=False)
+    ids = [new_session_id() for _ in range(6)]
+    plain = create_store(config, client)
+    for index, session_id in enumerate(ids):  # incompressible, away from KB boundaries
+        plain.save(plain.load(session_id), {"blob": os.urandom(300 if index % 2 else 2500),
+                                            "n": 1})
+    projected = {cost.mode: cost for cost in project(sample_table(client, config).sizes)}
+
+    def measured(mode: str, change: bool) -> tuple[float, float, float]:
+        """Mean (load RCU, load WCU, save WCU) over the sessions, as DynamoDB Local reported."""
+        store = create_store(config.replace(locking=mode), client)
+        load_rcu = load_wcu = save_wcu = 0.0
+        for session_id in ids:
+            before = (store.metrics.read_units, store.metrics.write_units)
+            session = store.load(session_id)
+            load_rcu += store.metrics.read_units - before[0]
+            load_wcu += store.metrics.write_units - before[1]
+            before_save = store.metrics.write_units
+            store.save(session, {**session.data, "n": session.data["n"] + int(change)})
+            save_wcu += store.metrics.write_units - before_save
+        return load_rcu / len(ids), load_wcu / len(ids), save_wcu / len(ids)
+
+    none = projected["none"]
+    assert measured("none", change=True) == (none.read_rcu, 0.0, none.changed_write_wcu)
+    lock = projected["pessimistic"]
+    assert measured("pessimistic", change=False) == (0.0, lock.read_wcu,
+                                                     lock.unchanged_write_wcu)
+    assert measured("pessimistic", change=True) == (0.0, lock.read_wcu, lock.changed_write_wcu)
+    versioned = projected["optimistic"]
+    assert measured("optimistic", change=True) == (versioned.read_rcu, 0.0,
+                                                   versioned.changed_write_wcu)
+    assert none.changed_write_wcu == 2.0  # (1 + 3) / 2: not a flat 1 per write
