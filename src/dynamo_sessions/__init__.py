@@ -19,6 +19,7 @@ from .errors import (
     ConfigError,
     CorruptSession,
     DynamoSessionsError,
+    GcThrottled,
     LockLost,
     LockTimeout,
     SessionConflict,
@@ -26,11 +27,13 @@ from .errors import (
     SessionExists,
     SessionGone,
     SessionTooLarge,
+    TableExists,
     TableNotFound,
 )
 from .handler import SessionHandler
 from .metrics import Metrics, OperationMetrics
 from .store import LoadedSession, SessionStore, create_store, new_session_id
+from .table import GcInterrupted, GcResult
 
 __version__ = "0.1.0"
 
@@ -39,6 +42,9 @@ __all__ = [
     "ConfigError",
     "CorruptSession",
     "DynamoSessionsError",
+    "GcInterrupted",
+    "GcResult",
+    "GcThrottled",
     "LoadedSession",
     "LockLost",
     "LockRetryBackoff",
@@ -53,6 +59,7 @@ __all__ = [
     "SessionHandler",
     "SessionStore",
     "SessionTooLarge",
+    "TableExists",
     "TableNotFound",
     "__version__",
     "create_store",

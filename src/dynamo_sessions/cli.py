@@ -33,7 +33,7 @@ from botocore.exceptions import (
 from . import table
 from .cli_config import COMMON, CONFIG_ENV, Option, OptionError, Settings, make_client, resolve
 from .config import GC_MODES, LOCKING_MODES, SessionConfig
-from .errors import ConfigError, TableNotFound
+from .errors import ConfigError, GcThrottled, TableExists, TableNotFound
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -57,15 +57,6 @@ ACCESS_CODES = frozenset({
     "ExpiredTokenException", "MissingAuthenticationTokenException",
     "IncompleteSignatureException",
 })
-
-FOOTER = (
-    "Calls and units are those DynamoDB reported (ReturnConsumedCapacity). moto reports a flat "
-    "1 WCU / 0.5 RCU per call;\nfor exact units run against DynamoDB Local: "
-    "dynamo-sessions demo --endpoint-url http://127.0.0.1:8000\n"
-    "Pessimistic reads are conditional UpdateItems (they take the lock), so they count as "
-    "write calls."
-)
-
 
 @dataclasses.dataclass(frozen=True)
 class Command:
@@ -255,9 +246,7 @@ def run_demo(settings: Settings) -> int:
     if settings.json:
         _out(json.dumps(rows, indent=2))
     else:
-        _out(demo.format_table(rows))
-        _out()
-        _out(FOOTER)
+        _out(demo.format_table(rows))  # the table ends with its legend
     return EXIT_OK
 
 
@@ -406,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(f"table {table_name!r} does not exist{_where(settings)}: create it with "
              f"`dynamo-sessions create-table --table-name {table_name}`")
         return EXIT_NO_TABLE
-    except table.TableExists:
+    except TableExists:
         _err(f"table {table_name!r} already exists{_where(settings)}: see it with "
              f"`dynamo-sessions describe --table-name {table_name}`")
         return EXIT_TABLE_EXISTS
@@ -424,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         _err(f"error: {exc}")
         return EXIT_USAGE
-    except table.GcThrottled as exc:
+    except GcThrottled as exc:
         _err(str(exc))
         return EXIT_THROTTLED
     except (ConnectionError, HTTPClientError) as exc:

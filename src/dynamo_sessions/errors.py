@@ -76,3 +76,11 @@ class SessionExists(DynamoSessionsError):
 
 class TableNotFound(DynamoSessionsError):
     """The sessions table does not exist: create it with ``dynamo-sessions create-table``."""
+
+
+class TableExists(DynamoSessionsError):
+    """``create_table`` found a table of that name already."""
+
+
+class GcThrottled(DynamoSessionsError):
+    """BatchWriteItem kept returning UnprocessedItems: the table's write capacity is exhausted."""

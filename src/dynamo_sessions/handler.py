@@ -121,7 +121,10 @@ class SessionHandler:
 
     def create_table(self, read_capacity: int | None = None, write_capacity: int | None = None,
                      wait: bool = True) -> dict[str, Any]:
-        """Create the table (on demand unless capacities are given), wait, enable TTL."""
+        """Create the table (on demand unless capacities are given), wait, enable TTL.
+
+        Returns :func:`table.describe_table`'s summary; raises ``TableExists`` when taken.
+        """
         return table.create_table(self.client, self.config, read_capacity, write_capacity, wait)
 
     def delete_table(self, wait: bool = True) -> None:

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from . import _core
 from .config import SessionConfig
-from .errors import TableNotFound
+from .errors import ConfigError, TableNotFound
 from .store import EXPIRES, LOCK, LOCK_UNTIL_MS, VERSION
 
 KB = 1024
@@ -47,7 +47,7 @@ def sample_table(client: Any, config: SessionConfig, sample_size: int = 1000,
                  clock: Callable[[], float] = time.time) -> Sample:
     """Read up to ``sample_size`` items with a bounded, eventually consistent Scan."""
     if sample_size < 1:
-        raise ValueError("sample_size must be >= 1")
+        raise ConfigError("sample_size must be >= 1")
     now = clock()
     sizes: list[int] = []
     expired = locked = scanned = 0
@@ -158,7 +158,7 @@ def project(sizes: Sequence[int], consistent_read: bool = True, changed_share: f
     write per session every ``(1 - expiry_refresh_fraction) x lifetime``) come on top.
     """
     if not 0.0 <= changed_share <= 1.0:
-        raise ValueError("changed_share must be between 0 and 1")
+        raise ConfigError("changed_share must be between 0 and 1")
     stamp = str(lock_until_ms if lock_until_ms is not None else int(time.time() * 1000))
     lock_bytes = (len(LOCK) + LOCK_TOKEN_CHARS + len(LOCK_UNTIL_MS) + _core.number_size(stamp))
     version_bytes = len(VERSION) + _core.number_size("1")

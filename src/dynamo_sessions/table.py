@@ -23,21 +23,13 @@ from botocore.exceptions import ClientError
 
 from . import _core
 from .config import GC_MODES, SessionConfig
-from .errors import DynamoSessionsError, TableNotFound
+from .errors import ConfigError, GcThrottled, TableExists, TableNotFound
 from .metrics import Metrics
 from .store import EXPIRES, LOCK, LOCK_UNTIL_MS
 
 TTL_ALREADY_ENABLED = "TimeToLive is already enabled"
 EXPIRED_AND_UNLOCKED = "#e < :now AND (attribute_not_exists(#l) OR #lu < :now_ms)"
 """A session GC may delete: expired when the run started, and not locked by a live lease."""
-
-
-class TableExists(DynamoSessionsError):
-    """``create_table`` found a table of that name already."""
-
-
-class GcThrottled(DynamoSessionsError):
-    """BatchWriteItem kept returning UnprocessedItems: the table's write capacity is exhausted."""
 
 
 class GcInterrupted(KeyboardInterrupt):
@@ -72,7 +64,7 @@ def create_table(client: Any, config: SessionConfig, read_capacity: int | None =
     :func:`describe_table`'s summary.  Raises :class:`TableExists` when the name is taken.
     """
     if (read_capacity is None) != (write_capacity is None):
-        raise ValueError("give both read_capacity and write_capacity, or neither (on demand)")
+        raise ConfigError("give both read_capacity and write_capacity, or neither (on demand)")
     kwargs: dict[str, Any] = {
         "TableName": config.table_name,
         "KeySchema": [{"AttributeName": config.hash_key, "KeyType": "HASH"}],
@@ -82,7 +74,7 @@ def create_table(client: Any, config: SessionConfig, read_capacity: int | None =
         kwargs["BillingMode"] = "PAY_PER_REQUEST"
     else:
         if read_capacity < 1 or write_capacity < 1:
-            raise ValueError("provisioned capacities must be >= 1")
+            raise ConfigError("provisioned capacities must be >= 1")
         kwargs["BillingMode"] = "PROVISIONED"
         kwargs["ProvisionedThroughput"] = {
             "ReadCapacityUnits": read_capacity, "WriteCapacityUnits": write_capacity,
@@ -310,15 +302,15 @@ class GarbageCollector:
         delay = config.gc_operation_delay_seconds if delay_seconds is None else delay_seconds
         mode = mode or config.gc_mode
         if not 1 <= segments <= 1_000_000:
-            raise ValueError("segments must be 1..1000000")
+            raise ConfigError("segments must be 1..1000000")
         if not 1 <= batch_size <= 25:
-            raise ValueError("batch_size must be 1..25 (BatchWriteItem takes at most 25)")
+            raise ConfigError("batch_size must be 1..25 (BatchWriteItem takes at most 25)")
         if mode not in GC_MODES:
-            raise ValueError(f"mode must be one of {GC_MODES}")
+            raise ConfigError(f"mode must be one of {GC_MODES}")
         if delay < 0:
-            raise ValueError("delay_seconds must be >= 0")
+            raise ConfigError("delay_seconds must be >= 0")
         if max_wcu_per_second is not None and max_wcu_per_second <= 0:
-            raise ValueError("max_wcu_per_second must be > 0")
+            raise ConfigError("max_wcu_per_second must be > 0")
         stop = threading.Event()
         sleep = self.sleep or stop.wait
         started = self.monotonic()
