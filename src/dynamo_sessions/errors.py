@@ -77,6 +77,13 @@ class SessionExists(DynamoSessionsError):
 class TableNotFound(DynamoSessionsError):
     """The sessions table does not exist: create it with ``dynamo-sessions create-table``."""
 
+    def __init__(self, table_name: str) -> None:
+        super().__init__(
+            f"DynamoDB table {table_name!r} does not exist: create it with "
+            f"`dynamo-sessions create-table --table-name {table_name}`"
+        )
+        self.table_name = table_name
+
 
 class TableExists(DynamoSessionsError):
     """``create_table`` found a table of that name already."""

@@ -59,10 +59,7 @@ def sample_table(client: Any, config: SessionConfig, sample_size: int = 1000,
             page = client.scan(**kwargs)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                raise TableNotFound(
-                    f"DynamoDB table {config.table_name!r} does not exist: create it with "
-                    f"`dynamo-sessions create-table --table-name {config.table_name}`"
-                ) from exc
+                raise TableNotFound(config.table_name) from exc
             raise
         consumed = page.get("ConsumedCapacity") or {}
         units += float(consumed.get("ReadCapacityUnits", consumed.get("CapacityUnits", 0)) or 0)

@@ -152,10 +152,7 @@ class SessionStore:
                     float(_core.write_units(_core.item_size(found))) if found else 1.0
                 )
             if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                raise TableNotFound(
-                    f"DynamoDB table {self._table!r} does not exist: create it with "
-                    f"`dynamo-sessions create-table --table-name {self._table}`"
-                ) from exc
+                raise TableNotFound(self._table) from exc
             raise
         self.metrics.add_call(api, response.get("ConsumedCapacity"))
         return response

@@ -47,13 +47,6 @@ def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def _missing(config: SessionConfig, exc: ClientError) -> TableNotFound:
-    return TableNotFound(
-        f"DynamoDB table {config.table_name!r} does not exist: create it with "
-        f"`dynamo-sessions create-table --table-name {config.table_name}`"
-    )
-
-
 def create_table(client: Any, config: SessionConfig, read_capacity: int | None = None,
                  write_capacity: int | None = None, wait: bool = True,
                  enable_ttl: bool = True) -> dict[str, Any]:
@@ -115,7 +108,7 @@ def delete_table(client: Any, config: SessionConfig, wait: bool = True) -> None:
         client.delete_table(TableName=config.table_name)
     except ClientError as exc:
         if _error_code(exc) == "ResourceNotFoundException":
-            raise _missing(config, exc) from exc
+            raise TableNotFound(config.table_name) from exc
         raise
     if wait:
         client.get_waiter("table_not_exists").wait(
@@ -134,7 +127,7 @@ def describe_table(client: Any, config: SessionConfig) -> dict[str, Any]:
         ttl = client.describe_time_to_live(TableName=config.table_name)["TimeToLiveDescription"]
     except ClientError as exc:
         if _error_code(exc) == "ResourceNotFoundException":
-            raise _missing(config, exc) from exc
+            raise TableNotFound(config.table_name) from exc
         raise
     throughput = table.get("ProvisionedThroughput", {})
     billing = table.get("BillingModeSummary", {}).get("BillingMode")
@@ -394,7 +387,7 @@ class GarbageCollector:
                 page = self.client.scan(**kwargs)
             except ClientError as exc:
                 if _error_code(exc) == "ResourceNotFoundException":
-                    raise _missing(self.config, exc) from exc
+                    raise TableNotFound(self.config.table_name) from exc
                 raise
             items = page.get("Items", [])
             self._account(ctx, "Scan", page.get("ConsumedCapacity"),
