@@ -27,6 +27,7 @@ from dynamo_sessions import (
     SessionHandler,
     SessionTooLarge,
     create_store,
+    decode_session,
     encode_session,
     new_session_id,
 )
@@ -109,6 +110,31 @@ def test_destroy_and_emptied_session_delete_the_item(moto_client: Any, table: st
     assert handler.read(first) == {} and handler.read(second) == {}
     handler.close()
     assert stored(handler, first) is None and stored(handler, second) is None
+
+
+@pytest.mark.parametrize(("other_write", "left"), [
+    ({"user": "ada", "visits": 2}, None),  # the other tab rewrote only keys we saw: gone
+    ({"user": "ada", "visits": 1, "theme": "dark"}, {"theme": "dark"}),  # a key we never saw
+])
+def test_optimistic_emptied_session_wins_over_a_concurrent_write(
+        moto_client: Any, table: str, other_write: dict[str, Any],
+        left: dict[str, Any] | None) -> None:
+    """Logout (emptying the session) after another tab wrote: every key this request saw is
+    removed from the newer session, as for any merge - the logout is never silently lost."""
+    logout, other = (make_handler(moto_client, table, locking="optimistic") for _ in range(2))
+    sid = new_session_id()
+    logout.write(sid, {"user": "ada", "visits": 1})
+    assert logout.read(sid) == {"user": "ada", "visits": 1}
+    other.read(sid)
+    other.write(sid, other_write)
+    logout.write(sid, {})
+    item = stored(logout, sid)
+    if left is None:
+        assert item is None
+    else:
+        assert item is not None and decode_session(item["data"]["B"]) == left
+    assert logout.read(sid) == (left or {})
+    assert logout.metrics.conflicts == 1
 
 
 def test_php_item_layout_and_a_php_written_item_reads_back(moto_client: Any, table: str) -> None:

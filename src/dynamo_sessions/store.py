@@ -413,7 +413,8 @@ class OptimisticSessionStore(SessionStore):
     and a fresh read; at most ``max_write_retries`` times and within ``max_lock_wait_seconds``
     of the first conflict, then :class:`SessionConflict`, with nothing written.
     A key changed by both requests takes this request's value (the later writer wins per key).
-    A session deleted meanwhile (logout) is not brought back: :class:`SessionGone`.
+    A session deleted meanwhile (logout) is not brought back: :class:`SessionGone`; an emptied
+    session (logout) racing a write is merged the same way (see ``_delete_for_save``).
     """
 
     locking = "optimistic"
@@ -518,21 +519,45 @@ class OptimisticSessionStore(SessionStore):
         return _core.encode_session(merged, overhead, self.config.compress)
 
     def _delete_for_save(self, session: LoadedSession) -> None:
-        # Emptying the session deletes it, unless someone wrote a newer version meanwhile.
-        try:
-            if session.version is None:
-                self._call("DeleteItem", self.client.delete_item, Key=self._key(session.key))
-            else:
-                self._call(
-                    "DeleteItem", self.client.delete_item, Key=self._key(session.key),
-                    ConditionExpression="#v = :v", ExpressionAttributeNames={"#v": VERSION},
-                    ExpressionAttributeValues={":v": {"N": str(session.version)}},
-                )
-        except ClientError as exc:
-            if not _is_condition_failure(exc):
-                raise
-            self.metrics.add(conflicts=1)
-            return
+        """Emptying the session (logout) deletes it.  When another request wrote meanwhile,
+        the merge rule applies as for any write: every key this request saw is removed from
+        the newer session, which is deleted if nothing is left, else keeps only what the other
+        request added - a logout is never silently lost, and no concurrent update is."""
+        for _attempt in range(self.config.max_write_retries + 1):
+            try:
+                if session.version is None:
+                    self._call("DeleteItem", self.client.delete_item, Key=self._key(session.key))
+                else:
+                    self._call(
+                        "DeleteItem", self.client.delete_item, Key=self._key(session.key),
+                        ConditionExpression="#v = :v", ExpressionAttributeNames={"#v": VERSION},
+                        ExpressionAttributeValues={":v": {"N": str(session.version)}},
+                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    )
+            except ClientError as exc:
+                if not _is_condition_failure(exc):
+                    raise
+                self.metrics.add(conflicts=1)
+                newer = exc.response.get("Item")
+                if newer is None:
+                    newer = self._call(
+                        "GetItem", self.client.get_item, Key=self._key(session.key),
+                        ConsistentRead=True,
+                    ).get("Item")
+                if newer is None:  # deleted meanwhile: what this request wanted
+                    break
+                expires = int(self.clock()) + self._lifetime
+                payload = self._merge(session, newer, expires)
+                if session.data:
+                    self._write(session, payload, expires)
+                    return
+                continue
+            break
+        else:
+            raise SessionConflict(
+                f"session {log_id(session.session_id)}: could not empty it under concurrent "
+                f"writes (max_write_retries={self.config.max_write_retries}); nothing was written"
+            )
         self._gone(session)
 
 
