@@ -439,10 +439,7 @@ class OptimisticSessionStore(SessionStore):
                 if not backoff.wait():
                     break
                 self.metrics.add(write_retry_waits=1)
-                newer = self._call(
-                    "GetItem", self.client.get_item, Key=self._key(session.key),
-                    ConsistentRead=True,
-                ).get("Item")
+                newer = self._newest(session)
                 if newer is not None:
                     payload = self._merge(session, newer, expires)
             names = {"#d": DATA, "#e": EXPIRES, "#v": VERSION}
@@ -481,10 +478,7 @@ class OptimisticSessionStore(SessionStore):
                 wait = attempt >= 1 and not waited
                 newer = exc.response.get("Item")
                 if newer is None:
-                    newer = self._call(
-                        "GetItem", self.client.get_item, Key=self._key(session.key),
-                        ConsistentRead=True,
-                    ).get("Item")
+                    newer = self._newest(session)
             if newer is None:
                 if not session.item_exists:
                     continue  # an expired item was deleted meanwhile: create afresh
@@ -499,6 +493,13 @@ class OptimisticSessionStore(SessionStore):
             f"under concurrent writes (max_write_retries={config.max_write_retries}, "
             f"max_lock_wait_seconds={config.max_lock_wait_seconds}); nothing was written"
         )
+
+    def _newest(self, session: LoadedSession) -> dict[str, Any] | None:
+        """The item as stored now (a consistent read), after a lost race."""
+        item: dict[str, Any] | None = self._call(
+            "GetItem", self.client.get_item, Key=self._key(session.key), ConsistentRead=True,
+        ).get("Item")
+        return item
 
     def _merge(self, session: LoadedSession, newer: dict[str, Any], expires: int) -> bytes:
         """Apply this request's changes onto ``newer``; make it the new base; return payload."""
@@ -540,10 +541,7 @@ class OptimisticSessionStore(SessionStore):
                 self.metrics.add(conflicts=1)
                 newer = exc.response.get("Item")
                 if newer is None:
-                    newer = self._call(
-                        "GetItem", self.client.get_item, Key=self._key(session.key),
-                        ConsistentRead=True,
-                    ).get("Item")
+                    newer = self._newest(session)
                 if newer is None:  # deleted meanwhile: what this request wanted
                     break
                 expires = int(self.clock()) + self._lifetime
