@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -100,7 +99,7 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 @pytest.fixture
 def served_demo(dynamodb_local: DynamoDBLocal) -> Iterator[str]:
-    """``dynamo-sessions demo --serve`` against DynamoDB Local; stopped with Ctrl-C."""
+    """``dynamo-sessions demo --serve`` against DynamoDB Local; always stopped."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "dynamo_sessions", "demo", "--serve", "--endpoint-url",
@@ -113,7 +112,7 @@ def served_demo(dynamodb_local: DynamoDBLocal) -> Iterator[str]:
         wait_until_ready(base + "/healthz", process)
         yield base
     finally:
-        stop(process, signal.SIGINT)
+        stop(process)  # SIGTERM: serve() stops gunicorn as on Ctrl-C (SIGINT may be ignored)
 
 
 def figures(driver: Any, mode: str) -> dict[str, float]:
