@@ -1,4 +1,5 @@
-"""The served demo's multi-tab page, driven by a real headless Chromium (selenium).
+"""The served demo's multi-tab page, driven by a real headless Chromium (selenium); and its
+per-mode apps one request at a time (fast, on the embedded moto server).
 
 ``dynamo-sessions demo --serve`` runs as a user starts it (gunicorn, 2 workers) against
 DynamoDB Local; the browser opens ``/tabs``, clicks "Run", and the figures are read from the
@@ -14,6 +15,7 @@ failure.  ``DYNAMO_SESSIONS_SCREENSHOT=docs/multitab-demo.png`` also saves the p
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -23,15 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from werkzeug.test import Client
 
-from dynamo_sessions import SessionConfig, create_store
-from dynamo_sessions.servers import DynamoDBLocal, free_port, local_client
-from dynamo_sessions.webdemo import DEMO_TABLE
+from dynamo_sessions import SessionConfig, SessionHandler, create_store
+from dynamo_sessions.servers import DynamoDBLocal, EmbeddedMoto, free_port, local_client
+from dynamo_sessions.webdemo import COST_HEADER, DEMO_TABLE, create_demo
 
 from .conftest import _flag
 from .test_e2e_gunicorn import ROOT, stop, wait_until_ready
-
-pytestmark = [pytest.mark.slow, pytest.mark.dynamodb_local]
 
 REQUIRE_BROWSER = _flag("DYNAMO_SESSIONS_REQUIRE_BROWSER")
 MODES = ("none", "pessimistic", "optimistic")
@@ -133,6 +134,8 @@ def stored_updates(endpoint_url: str, mode: str, session_id: str) -> int:
     return sum(int(value) for key, value in data.items() if key.startswith("t"))
 
 
+@pytest.mark.slow
+@pytest.mark.dynamodb_local
 @pytest.mark.timeout(900)
 def test_multitab_page_in_a_real_browser(browser: Any, served_demo: str,
                                          dynamodb_local: DynamoDBLocal, tmp_path: Path) -> None:
@@ -178,3 +181,62 @@ def test_multitab_page_in_a_real_browser(browser: Any, served_demo: str,
     target = Path(os.environ.get("DYNAMO_SESSIONS_SCREENSHOT") or tmp_path / "multitab.png")
     target.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(target))
+
+
+# --- the per-mode apps, one request at a time -------------------------------------------------
+
+
+@pytest.fixture
+def demo(moto_server: EmbeddedMoto, table_name: str) -> Client:
+    SessionHandler(SessionConfig(table_name=table_name),
+                   local_client(moto_server.endpoint_url)).create_table()
+    return Client(create_demo(moto_server.endpoint_url, table_name=table_name,
+                              max_lock_wait_seconds=0.2))
+
+
+def cost(response: Any) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(response.headers[COST_HEADER])
+    return found
+
+
+def test_page_carries_the_servers_settings(demo: Client) -> None:
+    page = demo.get("/tabs").get_data(as_text=True)
+    assert '"max_lock_wait_seconds": 0.2' in page and '"base": "/tabs"' in page
+    assert 'id="run"' in page
+
+
+def test_bump_reports_what_the_request_cost(demo: Client) -> None:
+    assert demo.post("/tabs/optimistic/start").json == {"locking": "optimistic"}
+    for expected in (1, 2):
+        response = demo.get("/tabs/optimistic/bump?key=t0&work_ms=0")
+        assert response.json is not None and response.json["value"] == expected
+        spent = cost(response)
+        assert spent["calls"] == 2 and spent["refused"] == 0  # GetItem + one versioned write
+        assert spent["rcu"] > 0 and spent["wcu"] > 0
+    assert demo.get("/tabs/optimistic/state").json["session"]["t0"] == 2  # type: ignore[index]
+
+
+@pytest.mark.parametrize("query", ["key=x&work_ms=0", "key=t1&work_ms=-1", "key=t1&work_ms=2001",
+                                   "key=t1234&work_ms=0", "work_ms=5"])
+def test_bump_refuses_bad_input_without_a_dynamodb_call(demo: Client, query: str) -> None:
+    response = demo.get(f"/tabs/none/bump?{query}")
+    assert response.status_code == 400 and cost(response)["calls"] == 0
+
+
+def test_a_held_lock_is_a_503_with_its_wait_and_refused_writes(demo: Client,
+                                                               moto_server: EmbeddedMoto,
+                                                               table_name: str) -> None:
+    demo.post("/tabs/pessimistic/start")
+    cookie = demo.get_cookie("demo_tabs_pessimistic")
+    assert cookie is not None
+    other_tab = create_store(SessionConfig(table_name=table_name, locking="pessimistic"),
+                             local_client(moto_server.endpoint_url),
+                             session_name="demo_pessimistic")
+    held = other_tab.load(cookie.value)  # another request holds the session's lock
+    response = demo.get("/tabs/pessimistic/bump?key=t0&work_ms=0")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    spent = cost(response)
+    assert spent["refused"] >= 1 and spent["waits"] == spent["refused"] and spent["wait_ms"] > 0
+    other_tab.release(held)
+    assert demo.get("/tabs/pessimistic/bump?key=t0&work_ms=0").json == {
+        "value": 1, "pid": os.getpid()}
