@@ -412,17 +412,19 @@ def test_demo_serve_passes_its_options(capsys: pytest.CaptureFixture[str],
     module = types.ModuleType("dynamo_sessions.webdemo")
 
     def serve(endpoint_url: str | None, host: str = "127.0.0.1", port: int = 8000,
-              workers: int = 2, threads: int = 4, locking: str = "optimistic") -> int:
-        calls.append((endpoint_url, host, port, workers, threads, locking))
+              workers: int = 2, threads: int = 4, locking: str = "optimistic",
+              max_lock_wait_seconds: float = 2.0) -> int:
+        calls.append((endpoint_url, host, port, workers, threads, locking,
+                      max_lock_wait_seconds))
         return 0
 
     module.serve = serve  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "dynamo_sessions.webdemo", module)
     code, _, _ = run(capsys, "demo", "--serve", "--port", "8123", "--workers", "3",
-                     "--threads", "2", "--locking", "pessimistic", "--endpoint-url",
-                     "http://127.0.0.1:9")
+                     "--threads", "2", "--locking", "pessimistic", "--max-lock-wait-seconds",
+                     "0.5", "--endpoint-url", "http://127.0.0.1:9")
     assert code == 0
-    assert calls == [("http://127.0.0.1:9", "127.0.0.1", 8123, 3, 2, "pessimistic")]
+    assert calls == [("http://127.0.0.1:9", "127.0.0.1", 8123, 3, 2, "pessimistic", 0.5)]
 
 
 def test_progress_bar_counts_pending_deletes_as_not_done() -> None:

@@ -236,7 +236,8 @@ def run_demo(settings: Settings) -> int:
             return EXIT_FAILED
         code: int = serve(settings.endpoint_url, host=settings.host, port=settings.port,
                           workers=settings.workers, threads=settings.threads,
-                          locking=settings.locking)
+                          locking=settings.locking,
+                          max_lock_wait_seconds=settings.max_lock_wait_seconds)
         return code
     from . import demo
 
@@ -332,7 +333,10 @@ COMMANDS: dict[str, Command] = {
          Option("--workers", int, 2, "--serve: worker processes", minimum=1),
          Option("--threads", int, 4, "--serve: threads per worker", minimum=1),
          Option("--locking", str, "optimistic", "--serve: locking mode of the web demo",
-                choices=LOCKING_MODES)),
+                choices=LOCKING_MODES),
+         Option("--max-lock-wait-seconds", float, 2.0,
+                "--serve: longest a request waits for a session lock before its 503",
+                minimum=0)),
         run_demo,
     ),
 }
