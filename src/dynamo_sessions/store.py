@@ -84,6 +84,9 @@ class LoadedSession:
     item_exists: bool = False
     """An item is stored under the key (possibly a lock-only or expired one)."""
     lock_wait_seconds: float = 0.0
+    keep_empty: bool = False
+    """Save emptied data as an empty session instead of deleting the item (Django's contract:
+    only ``delete()`` removes a session)."""
 
     @property
     def existed(self) -> bool:
@@ -255,8 +258,8 @@ class SessionStore:
         """Store ``data`` (default: ``session.data``) and release any lock; True on success.
 
         Unchanged data (same bytes as read) writes nothing unless the expiry is due for a
-        refresh; empty data deletes the item.  On any error the stored session is left as it
-        was and the lock is released before the error is raised.
+        refresh; empty data deletes the item (unless ``session.keep_empty``).  On any error
+        the stored session is left as it was and the lock is released before it is raised.
         """
         if data is not None:
             session.data = dict(data)
@@ -271,7 +274,7 @@ class SessionStore:
 
     def _save(self, session: LoadedSession) -> str:
         now = self.clock()
-        if not session.data:
+        if not session.data and not session.keep_empty:
             if session.item_exists or session.lock_token:
                 self._delete_for_save(session)
                 return "delete"
