@@ -42,6 +42,7 @@ def test_store_save_of_a_stale_copy_does_not_resurrect(ddb_local_client: Any, ta
     assert not store.load(sid).existed
     if locking == "none":
         assert counter.calls["UpdateItem"] == 1      # the refused write; nothing else
+        assert store.metrics.failed_writes == 1 and store.metrics.failed_write_units == 1.0
 
 
 @pytest.mark.parametrize("locking", ["none", "optimistic"])

@@ -128,7 +128,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]
     # --- keys ---------------------------------------------------------------------------------
 
     def _validate_session_key(self, key: Any) -> bool:
-        # Django's own rule, then the store's id rule (a custom id_pattern cannot widen it).
+        # The store's id rule, Django's own (8+ characters), then id_pattern (which can
+        # narrow the first two, never widen them).
         return (is_valid_session_id(key) and bool(super()._validate_session_key(key))
                 and valid_cookie_id(key, self._backend.id_pattern))
 
@@ -190,7 +191,6 @@ class SessionStore(SessionBase):  # type: ignore[misc]
                 self._held = self._backend.stores.for_lifetime(age).create(key, data)
             except SessionExists as exc:
                 raise CreateError from exc
-            self._held.keep_empty = True
             return
         if age <= 0:
             self.delete(key)
