@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
+from botocore.exceptions import ReadTimeoutError
 from werkzeug.test import Client, create_environ, run_wsgi_app
 
 from dynamo_sessions.errors import LockLost, SessionGone
@@ -76,3 +78,27 @@ def test_wsgi_logout_in_another_request_is_not_undone(ddb_local_client: Any, tab
     assert stored_item(ddb_local_client, store, sid) is None
     assert "Max-Age=0" in response.headers["Set-Cookie"]    # the client forgets the id too
     assert client.get_cookie("session") is None
+
+
+def test_a_retried_none_write_that_was_applied_still_succeeds(ddb_local_client: Any,
+                                                              table: str) -> None:
+    """The conditional write is applied but its answer is lost; botocore retries it and the
+    condition (the item exists) still holds: a success, not a false SessionGone."""
+    store = make_store(ddb_local_client, table, "none", session_name=unique_name())
+    sid = new_session_id()
+    store.create(sid, {"n": 1})
+    session = store.load(sid)
+    forwarded: list[int] = []
+
+    def apply_then_lose_the_answer(request: Any, **_: Any) -> None:
+        target = request.headers.get("X-Amz-Target", b"")
+        if not forwarded and target.endswith(b".UpdateItem"):
+            headers = {k: v for k, v in request.headers.items()}
+            forwarded.append(requests.post(request.url, data=request.body, headers=headers,
+                                           timeout=10).status_code)
+            raise ReadTimeoutError(endpoint_url=request.url)
+
+    ddb_local_client.meta.events.register("before-send.dynamodb", apply_then_lose_the_answer)
+    store.save(session, {"n": 2})
+    assert forwarded == [200]                  # the first attempt was applied
+    assert store.load(sid).data == {"n": 2}
