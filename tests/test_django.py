@@ -162,19 +162,24 @@ def test_emptied_session_keeps_its_key_and_item(engine: Any) -> None:
     "abcdefghijklmnopqrstuvwxyz012345",      # Django's database backend (32 of [a-z0-9])
     "A-b_c.d~e:f" * 23 + "xyz",              # 256 cookie-safe characters, the longest
 ], ids=["8-chars", "django-db-key", "256-chars"])
-def test_keys_django_accepts_are_accepted_and_a_known_one_is_used(engine: Any,
-                                                                  key: str) -> None:
-    fresh = SessionStore(key)
-    assert fresh.session_key == key
-    assert fresh.load() == {} and fresh.session_key is None  # unknown: never adopted
-    fresh.release_lock()
-    backend().store.create(key, {"user": "ada"})  # e.g. migrated from the database backend
-    known = SessionStore(key)
-    assert known["user"] == "ada" and known.session_key == key
-    known["visits"] = 1
-    known.save()
-    assert SessionStore(key).get("visits") == 1
-    SessionStore(key).delete()
+@pytest.mark.parametrize("hashed", [True, False], ids=["hashed-at-rest", "raw-at-rest"])
+def test_keys_django_accepts_are_accepted_and_a_known_one_is_used(engine: Any, key: str,
+                                                                  hashed: bool) -> None:
+    options = {**settings.DYNAMO_SESSIONS, "hash_session_ids": hashed}
+    with override_settings(DYNAMO_SESSIONS=options):
+        assert backend().store.item_key(key).endswith(key) is not hashed
+        fresh = SessionStore(key)
+        assert fresh.session_key == key
+        assert fresh.load() == {} and fresh.session_key is None  # unknown: never adopted
+        fresh.release_lock()
+        backend().store.create(key, {"user": "ada"})  # e.g. migrated from the database backend
+        known = SessionStore(key)
+        assert known["user"] == "ada" and known.session_key == key
+        known["visits"] = 1
+        known.save()
+        assert SessionStore(key).get("visits") == 1
+        SessionStore(key).delete()
+        assert item_of(engine, key) is None
 
 
 @pytest.mark.parametrize("key", [
