@@ -1,5 +1,6 @@
-"""The Django session engine: SessionBase's contract (cases adapted from Django's own
-``SessionTestsMixin``) and the middleware, against moto's in-process backend."""
+"""The Django session engine against moto's in-process backend: what Django's own tests
+(``test_django_sessions_suite.py``) do not check - calls made, item lifetimes, the key rule's
+edges, lock release and 503 in the middleware."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ django.setup()
 from django.contrib.sessions.backends.base import CreateError, UpdateError  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
 
+from dynamo_sessions import ConfigError  # noqa: E402
 from dynamo_sessions.django import SessionStore, backend  # noqa: E402
 from dynamo_sessions.store import new_session_id  # noqa: E402
 
@@ -125,20 +127,7 @@ def test_save_must_create_on_a_taken_key_raises_create_error(engine: Any) -> Non
     assert SessionStore(session.session_key)["a"] == 1
 
 
-@pytest.mark.parametrize("locking", ["optimistic", "pessimistic"])
-def test_save_after_delete_raises_update_error_not_resurrecting(engine: Any) -> None:
-    s1 = SessionStore()
-    s1["data"] = "value1"
-    s1.save(must_create=True)
-    SessionStore(s1.session_key).delete()
-    s1["data"] = "value2"
-    with pytest.raises(UpdateError):
-        s1.save()
-    assert s1.load() == {}
-
-
-def test_save_after_another_request_deleted_a_loaded_session(engine: Any,
-                                                             locking: str) -> None:
+def test_save_after_another_request_deleted_a_loaded_session(engine: Any) -> None:
     s1 = SessionStore()
     s1["data"] = 1
     s1.save()
@@ -146,12 +135,68 @@ def test_save_after_another_request_deleted_a_loaded_session(engine: Any,
     assert reader["data"] == 1
     SessionStore(s1.session_key).delete()
     reader["data"] = 2
-    if locking == "none":
-        reader.save()  # last writer wins, as documented
-    else:
-        with pytest.raises(UpdateError):
-            reader.save()
-        assert item_of(engine, s1.session_key or "") is None
+    with pytest.raises(UpdateError):
+        reader.save()  # every mode, "none" included: a logout is not undone
+    assert item_of(engine, s1.session_key or "") is None
+
+
+def test_emptied_session_keeps_its_key_and_item(engine: Any) -> None:
+    session = SessionStore()
+    session["a"] = 1
+    session.save()
+    key = session.session_key
+    again = SessionStore(key)
+    del again["a"]
+    again.save()
+    again.release_lock()
+    assert again.session_key == key and item_of(engine, key or "") is not None
+    stored = SessionStore(key)
+    assert stored.load() == {} and stored.session_key == key  # still a known key
+    stored.release_lock()
+    stored.flush()
+    assert item_of(engine, key or "") is None  # only delete()/flush() removes it
+
+
+@pytest.mark.parametrize("key", [
+    "12345678",                              # Django's shortest
+    "abcdefghijklmnopqrstuvwxyz012345",      # Django's database backend (32 of [a-z0-9])
+    "A-b_c.d~e:f" * 23 + "xyz",              # 256 cookie-safe characters, the longest
+], ids=["8-chars", "django-db-key", "256-chars"])
+@pytest.mark.parametrize("hashed", [True, False], ids=["hashed-at-rest", "raw-at-rest"])
+def test_keys_django_accepts_are_accepted_and_a_known_one_is_used(engine: Any, key: str,
+                                                                  hashed: bool) -> None:
+    options = {**settings.DYNAMO_SESSIONS, "hash_session_ids": hashed}
+    with override_settings(DYNAMO_SESSIONS=options):
+        assert backend().store.item_key(key).endswith(key) is not hashed
+        fresh = SessionStore(key)
+        assert fresh.session_key == key
+        assert fresh.load() == {} and fresh.session_key is None  # unknown: never adopted
+        fresh.release_lock()
+        backend().store.create(key, {"user": "ada"})  # e.g. migrated from the database backend
+        known = SessionStore(key)
+        assert known["user"] == "ada" and known.session_key == key
+        known["visits"] = 1
+        known.save()
+        assert SessionStore(key).get("visits") == 1
+        SessionStore(key).delete()
+        assert item_of(engine, key) is None
+
+
+@pytest.mark.parametrize("key", [
+    "1234567",                               # Django: under 8 characters
+    "x" * 257,                               # over the store's and the cookie parser's limit
+    "abc,defghij",                           # not a cookie-octet (PHP's ids may have it)
+    "abc defghij", 'abc"defghij', "abc;defghij", "abc\\defghij", "abc/defghij",
+    "abcdéfghij",
+], ids=["7-chars", "257-chars", "comma", "space", "dquote", "semicolon", "backslash", "slash",
+        "non-ascii"])
+def test_keys_outside_what_a_cookie_and_the_store_carry_are_rejected(engine: Any,
+                                                                     key: str) -> None:
+    counter = CallCounter(engine)
+    session = SessionStore(key)
+    assert session.session_key is None and session.load() == {}
+    assert not session.exists(key)
+    assert counter.total == 0
 
 
 def test_set_expiry_sets_the_item_lifetime_and_expires(engine: Any) -> None:
@@ -169,15 +214,6 @@ def test_set_expiry_sets_the_item_lifetime_and_expires(engine: Any) -> None:
     assert item is not None
     assert int(item["expires"]["N"]) - backend().store.clock() > 29 * 86400
     assert SessionStore(session.session_key).get_expiry_age() > 29 * 86400
-
-
-def test_actual_expiry(engine: Any) -> None:
-    session = SessionStore()
-    session["foo"] = "bar"
-    session.set_expiry(-timedelta(seconds=10))
-    session.save()
-    fresh = SessionStore(session.session_key)
-    assert "foo" not in fresh
 
 
 def test_default_lifetime_is_session_cookie_age(engine: Any) -> None:
@@ -254,3 +290,18 @@ def test_middleware_releases_a_read_only_lock_and_answers_503(engine: Any) -> No
     assert response.status_code == 503 and response["Retry-After"] == "1"
     backend().store.release(other_tab)
     assert client.get("/get").content == b"{'n': 1}"
+
+
+@pytest.mark.parametrize(("hashed", "name_chars", "refused"),
+                         [(False, 1791, False), (False, 1792, True), (True, 1984, True)])
+def test_session_name_must_leave_room_for_the_id_in_a_dynamodb_key(
+        shared: tuple[Any, str], hashed: bool, name_chars: int, refused: bool) -> None:
+    ddb, table_name = shared
+    options = {"table_name": table_name, "client": ddb, "hash_session_ids": hashed,
+               "session_name": "s" * name_chars}
+    with override_settings(DYNAMO_SESSIONS=options):
+        if refused:
+            with pytest.raises(ConfigError, match="session_name is too long"):
+                SessionStore()
+        else:
+            SessionStore()

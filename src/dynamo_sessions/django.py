@@ -12,9 +12,15 @@ Settings::
 
 ``locking`` defaults to ``optimistic`` here.  Each item lives exactly as long as Django's
 expiry for that session (``get_expiry_age()``: ``SESSION_COOKIE_AGE`` or ``set_expiry``), so
-DynamoDB's TTL removes it when Django would consider it expired.  Keys are 256-bit ids from
-``secrets``; an unknown key is never adopted.  ``clear_expired()`` (``manage.py
-clearsessions``) runs the conditional garbage collector; TTL does the same for free.
+DynamoDB's TTL removes it when Django would consider it expired.  ``clear_expired()``
+(``manage.py clearsessions``) runs the conditional garbage collector; TTL does the same for free.
+
+Keys: new ones are 256-bit ids from ``secrets``.  An existing key is accepted as Django accepts
+one (8 characters or more: its database backend's 32-character keys too, so migrated sessions
+keep working), within what a cookie and the store carry (:data:`DJANGO_ID_PATTERN`); an unknown
+key is never adopted - the session gets a new one.  A session emptied of data keeps its key and
+its item, as Django's contract says; only ``delete()`` / ``flush()`` removes it.  No locking
+mode writes back a session another request deleted: ``save()`` raises ``UpdateError``.
 
 The middleware (a subclass of Django's ``SessionMiddleware``) adds three things: a pessimistic
 lock that was read but not saved is released at the end of the request, a ``LockTimeout``
@@ -35,14 +41,21 @@ from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
 
 from .config import SessionConfig
-from .errors import LockLost, LockTimeout, SessionExists, SessionGone
+from .errors import ConfigError, LockLost, LockTimeout, SessionExists, SessionGone
 from .handler import SessionHandler
-from .store import LoadedSession, create_store, new_session_id
+from .store import LoadedSession, create_store, is_valid_session_id, new_session_id
 from .store import SessionStore as DynamoStore
-from .web import DEFAULT_ID_PATTERN, LifetimeStores, WebOptions, valid_cookie_id
+from .web import MAX_COOKIE_ID_CHARS, LifetimeStores, WebOptions, valid_cookie_id
 
 WEB_OPTIONS = ("session_name", "id_pattern", "lock_timeout_status", "lock_timeout_body",
                "retry_after_seconds")
+DJANGO_ID_PATTERN = r"[A-Za-z0-9_.~:-]{8,256}"
+"""The keys this engine accepts by default: Django's rule (8 characters or more) within the
+store's id characters that a cookie carries unquoted (RFC 6265 cookie-octets, so not PHP's
+``,``), at most 256 (the store's and the cookie parser's limit).  Django's own keys (32 of
+``[a-z0-9]``) and this engine's (43 of ``[A-Za-z0-9_-]``) both match."""
+MAX_KEY_BYTES = 2048
+"""DynamoDB's limit on a partition key value: ``<session_name>_<id>`` must fit."""
 
 
 class _Backend:
@@ -54,8 +67,12 @@ class _Backend:
         store_options.setdefault("session_lifetime_seconds", int(settings.SESSION_COOKIE_AGE))
         self.config = SessionConfig.from_options(store_options)
         session_name = options.get("session_name", settings.SESSION_COOKIE_NAME)
+        id_bytes = 64 if self.config.hash_session_ids else MAX_COOKIE_ID_CHARS
+        if len(f"{session_name}_".encode()) + id_bytes > MAX_KEY_BYTES:
+            raise ConfigError(f"session_name is too long: '<session_name>_<id>' must fit "
+                              f"DynamoDB's {MAX_KEY_BYTES}-byte key with a {id_bytes}-byte id")
         self.stores = LifetimeStores(create_store(self.config, session_name=session_name))
-        self.id_pattern: str = options.get("id_pattern", DEFAULT_ID_PATTERN)
+        self.id_pattern: str = options.get("id_pattern", DJANGO_ID_PATTERN)
         self.web = WebOptions(**{k: v for k, v in options.items()
                                  if k in WEB_OPTIONS and k != "session_name"})
 
@@ -91,8 +108,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
     ``save(must_create=True)`` raises ``CreateError`` when the key is taken;
     ``save(must_create=False)`` raises ``UpdateError`` when the session was deleted meanwhile
-    (logout in another tab) instead of bringing it back (``optimistic``/``pessimistic``; with
-    ``locking="none"`` the last writer wins, as its name says).
+    (logout in another tab) instead of bringing it back, in every locking mode (with
+    ``locking="none"`` the last writer wins only among writers of a live session).
     """
 
     _session_key: str | None  # Django's validating property
@@ -111,7 +128,10 @@ class SessionStore(SessionBase):  # type: ignore[misc]
     # --- keys ---------------------------------------------------------------------------------
 
     def _validate_session_key(self, key: Any) -> bool:
-        return valid_cookie_id(key, self._backend.id_pattern)
+        # The store's id rule, Django's own (8+ characters), then id_pattern (which can
+        # narrow the first two, never widen them).
+        return (is_valid_session_id(key) and bool(super()._validate_session_key(key))
+                and valid_cookie_id(key, self._backend.id_pattern))
 
     def _get_new_session_key(self) -> str:
         # 256 random bits: a collision is not a practical event, and create() is conditional
@@ -186,6 +206,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
                 store.release(held)
                 raise UpdateError
         self._held = held
+        held.keep_empty = True  # emptied is not deleted: only delete() removes a session
         try:
             store.save(held, data)
         except (SessionGone, LockLost) as exc:

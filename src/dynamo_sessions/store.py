@@ -3,7 +3,8 @@
 Three strategies share one item layout, compatible with the PHP handler's (hash key
 ``<session_name>_<session_id>``, ``data`` binary, ``expires`` epoch seconds = the TTL attribute):
 
-* ``SessionStore`` (``locking="none"``): one GetItem per load; last writer wins.
+* ``SessionStore`` (``locking="none"``): one GetItem per load; last writer wins (but a
+  deleted session is never written back).
 * ``PessimisticSessionStore``: a lease lock. One conditional UpdateItem takes the lock
   (``lock`` = a random owner token, ``lock_until_ms`` = its expiry) and returns the item; an
   expired lease is taken over; saves and releases are conditional on still owning the lock.
@@ -83,6 +84,9 @@ class LoadedSession:
     item_exists: bool = False
     """An item is stored under the key (possibly a lock-only or expired one)."""
     lock_wait_seconds: float = 0.0
+    keep_empty: bool = False
+    """Save emptied data as an empty session instead of deleting the item (Django's contract:
+    only ``delete()`` removes a session)."""
 
     @property
     def existed(self) -> bool:
@@ -95,7 +99,8 @@ def _is_condition_failure(exc: ClientError) -> bool:
 
 
 class SessionStore:
-    """``locking="none"``: plain reads and unconditional writes (last writer wins)."""
+    """``locking="none"``: plain reads and writes; the last writer wins, but a session
+    deleted by another request is not brought back (:class:`SessionGone`)."""
 
     locking = "none"
 
@@ -253,8 +258,8 @@ class SessionStore:
         """Store ``data`` (default: ``session.data``) and release any lock; True on success.
 
         Unchanged data (same bytes as read) writes nothing unless the expiry is due for a
-        refresh; empty data deletes the item.  On any error the stored session is left as it
-        was and the lock is released before the error is raised.
+        refresh; empty data deletes the item (unless ``session.keep_empty``).  On any error
+        the stored session is left as it was and the lock is released before it is raised.
         """
         if data is not None:
             session.data = dict(data)
@@ -269,7 +274,7 @@ class SessionStore:
 
     def _save(self, session: LoadedSession) -> str:
         now = self.clock()
-        if not session.data:
+        if not session.data and not session.keep_empty:
             if session.item_exists or session.lock_token:
                 self._delete_for_save(session)
                 return "delete"
@@ -304,12 +309,30 @@ class SessionStore:
         return session.expires is None or session.expires - now < self._refresh_below
 
     def _write(self, session: LoadedSession, payload: bytes, expires: int) -> None:
-        self._call(
-            "UpdateItem", self.client.update_item, Key=self._key(session.key),
-            UpdateExpression="SET #d = :d, #e = :e",
-            ExpressionAttributeNames={"#d": DATA, "#e": EXPIRES},
-            ExpressionAttributeValues={":d": {"B": payload}, ":e": {"N": str(expires)}},
-        )
+        # A session read as existing is written only while its item still exists: a logout in
+        # another request (its DeleteItem) is not undone by this save.  The condition costs
+        # nothing when it holds, and a refused write (1 WCU: no item) no more than the blind
+        # write it replaces.  A retry of a write that was applied finds the item and succeeds.
+        extra: dict[str, Any] = {}
+        names = {"#d": DATA, "#e": EXPIRES}
+        if session.existed:
+            extra["ConditionExpression"] = "attribute_exists(#k)"
+            names["#k"] = self._hash_key
+        try:
+            self._call(
+                "UpdateItem", self.client.update_item, Key=self._key(session.key),
+                UpdateExpression="SET #d = :d, #e = :e", ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":d": {"B": payload}, ":e": {"N": str(expires)}},
+                **extra,
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+            self._gone(session)
+            raise SessionGone(
+                f"session {log_id(session.session_id)} was deleted by another request; "
+                "not recreating it"
+            ) from exc
         self._stored(session, payload, expires)
 
     def _stored(self, session: LoadedSession, payload: bytes, expires: int) -> None:

@@ -1,0 +1,101 @@
+"""Django's own session tests against ``SESSION_ENGINE = "dynamo_sessions.django"``.
+
+The tests are Django 5.2's ``SessionTestsMixin`` and ``SessionMiddlewareTests``, vendored in
+``tests/django_sessions_tests`` (license and every adaptation listed there).  Each runs in all
+three locking modes on DynamoDB Local; the middleware tests run once with Django's
+``SessionMiddleware`` (what ``SESSION_ENGINE`` alone gives) and once with ours.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
+
+import django
+import pytest
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_settings")
+django.setup()
+
+from django.test import SimpleTestCase, override_settings  # noqa: E402
+
+from dynamo_sessions import django as engine  # noqa: E402
+from dynamo_sessions.servers import DynamoDBLocal, local_client  # noqa: E402
+
+from .conftest import make_table  # noqa: E402
+from .django_sessions_tests import tests as django_tests  # noqa: E402
+from .web_support import unique_name  # noqa: E402
+
+pytestmark = pytest.mark.dynamodb_local
+
+
+@pytest.fixture(scope="module")
+def django_table(dynamodb_local: DynamoDBLocal) -> Iterator[tuple[Any, str]]:
+    client = local_client(dynamodb_local.endpoint_url)
+    name = f"django-{uuid.uuid4().hex[:12]}"
+    make_table(client, name)
+    yield client, name
+    client.delete_table(TableName=name)
+
+
+@pytest.fixture(scope="class", autouse=True)
+def dynamo_engine(request: pytest.FixtureRequest,
+                  django_table: tuple[Any, str]) -> Iterator[None]:
+    """The engine on DynamoDB Local in the class's locking mode (its own key prefix)."""
+    client, table = django_table
+    options = {"table_name": table, "client": client, "locking": request.cls.locking,
+               "session_name": unique_name()}
+    with override_settings(DYNAMO_SESSIONS=options):
+        yield
+
+
+class OurMiddleware:
+    """Runs Django's middleware tests with ``dynamo_sessions.django.SessionMiddleware``."""
+
+    def setUp(self) -> None:
+        patcher = mock.patch.object(django_tests, "SessionMiddleware", engine.SessionMiddleware)
+        patcher.start()
+        self.addCleanup(patcher.stop)  # type: ignore[attr-defined]
+        super().setUp()  # type: ignore[misc]
+
+
+class TestSessionStoreNone(django_tests.SessionTestsMixin, SimpleTestCase):
+    backend = engine.SessionStore
+    locking = "none"
+
+
+class TestSessionStoreOptimistic(django_tests.SessionTestsMixin, SimpleTestCase):
+    backend = engine.SessionStore
+    locking = "optimistic"
+
+
+class TestSessionStorePessimistic(django_tests.SessionTestsMixin, SimpleTestCase):
+    backend = engine.SessionStore
+    locking = "pessimistic"
+
+
+class TestDjangoMiddlewareNone(django_tests.SessionMiddlewareTests):
+    locking = "none"
+
+
+class TestDjangoMiddlewareOptimistic(django_tests.SessionMiddlewareTests):
+    locking = "optimistic"
+
+
+class TestDjangoMiddlewarePessimistic(django_tests.SessionMiddlewareTests):
+    locking = "pessimistic"
+
+
+class TestOurMiddlewareNone(OurMiddleware, django_tests.SessionMiddlewareTests):
+    locking = "none"
+
+
+class TestOurMiddlewareOptimistic(OurMiddleware, django_tests.SessionMiddlewareTests):
+    locking = "optimistic"
+
+
+class TestOurMiddlewarePessimistic(OurMiddleware, django_tests.SessionMiddlewareTests):
+    locking = "pessimistic"
