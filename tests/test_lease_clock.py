@@ -334,13 +334,13 @@ class CountingStore:
         return True
 
 
+class Owner:
+    """Stands for a request's session object (the renewer keeps only a weak reference)."""
+
+
 def test_renewals_stop_when_the_session_is_forgotten_or_held_too_long() -> None:
     renewer = LeaseRenewer()
     kept, forgotten, hung = CountingStore(), CountingStore(), CountingStore()
-
-    class Owner:
-        pass
-
     owner, lost_owner = Owner(), Owner()
     start = time.monotonic()
     renewer.hold(kept, owner, "k", "kept", 0.1, start, 60)
@@ -357,6 +357,20 @@ def test_renewals_stop_when_the_session_is_forgotten_or_held_too_long() -> None:
     assert renewer.holding() == 1
     renewer.drop("kept")
     assert renewer.holding() == 0
+
+
+def test_a_forked_child_renews_none_of_its_parents_locks() -> None:
+    """A worker forked from a process holding locks (gunicorn --preload) must not keep its
+    parent's locks alive after the parent died."""
+    owner = Owner()
+    RENEWER.hold(CountingStore(), owner, "k", "parent-token", 60.0, time.monotonic(), 60.0)
+    pid = os.fork()
+    if pid == 0:  # the child: exit at once, saying what it holds
+        os._exit(0 if RENEWER.holding() == 0 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert RENEWER.holding() >= 1
+    RENEWER.drop("parent-token")
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 # --- a crashed holder, a slow holder ----------------------------------------------------------
