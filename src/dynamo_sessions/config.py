@@ -59,8 +59,18 @@ class SessionConfig:
     """Bounds of the jittered delay between lock attempts (and contended optimistic retries)."""
     lock_retry_mode: str = "exponential"
     """``exponential`` backoff with jitter, or ``uniform`` random delays as in PHP."""
-    lock_lease_seconds: float = 30.0
-    """A lock expires this long after it was taken: a crashed holder blocks nobody for longer."""
+    lock_lease_seconds: float = 7.0
+    """A lock lapses this long after it was taken or last renewed.  A working holder's lock is
+    renewed once half of it is used (one thread per process, see ``lease.py``), so only a dead
+    holder's lock lapses: within one lease (plus the clock's uncertainty), which is inside
+    ``max_lock_wait_seconds`` - the request waiting behind a crashed holder is served."""
+    max_lock_hold_seconds: float = 120.0
+    """Renewals stop after a lock was held this long: a hung request loses its lock (its save
+    raises ``LockLost``) instead of locking its user out."""
+    clock_skew_warning_seconds: float = 2.0
+    """Log a warning (once) when this machine's clock is certainly more than this far from
+    DynamoDB's.  Lease and expiry decisions follow DynamoDB's clock (its ``Date`` headers)
+    whatever the skew; the warning is for the other software on the host."""
     expiry_refresh_fraction: float = 0.5
     """An unchanged session's expiry is rewritten only when less than this share of its
     lifetime remains, so most read-only requests cost no write."""
@@ -109,6 +119,7 @@ class SessionConfig:
             need(isinstance(value, int) and not isinstance(value, bool), name,
                  "must be an integer")
         for name in ("gc_operation_delay_seconds", "max_lock_wait_seconds", "lock_lease_seconds",
+                     "max_lock_hold_seconds", "clock_skew_warning_seconds",
                      "expiry_refresh_fraction", "connect_timeout_seconds",
                      "read_timeout_seconds"):
             value = getattr(self, name)
@@ -133,6 +144,8 @@ class SessionConfig:
         need(self.max_lock_retry_microseconds >= self.min_lock_retry_microseconds,
              "max_lock_retry_microseconds", "must be >= min_lock_retry_microseconds")
         need(self.lock_lease_seconds > 0, "lock_lease_seconds", "must be > 0")
+        need(self.max_lock_hold_seconds > 0, "max_lock_hold_seconds", "must be > 0")
+        need(self.clock_skew_warning_seconds > 0, "clock_skew_warning_seconds", "must be > 0")
         need(0.0 <= self.expiry_refresh_fraction <= 1.0, "expiry_refresh_fraction",
              "must be between 0 and 1")
         need(self.max_write_retries >= 0, "max_write_retries", "must be >= 0")

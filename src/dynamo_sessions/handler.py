@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,7 +29,7 @@ class SessionHandler:
     """
 
     def __init__(self, config: SessionConfig | None = None, client: Any = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] | None = None) -> None:
         self.config = config or SessionConfig()
         self.store: SessionStore = create_store(self.config, client, clock=clock)
         self.client = self.store.client

@@ -28,6 +28,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from . import _core
+from .clock import ServerClock, earliest, expiry_cutoff
 from .config import SessionConfig, make_client
 from .errors import (
     CorruptSession,
@@ -39,6 +40,7 @@ from .errors import (
     SessionTooLarge,
     TableNotFound,
 )
+from .lease import RENEWER
 from .metrics import Metrics, OperationMetrics, emit, logger
 
 DATA = "data"
@@ -109,12 +111,16 @@ class SessionStore:
         config: SessionConfig | None = None,
         client: Any = None,
         session_name: str = "PHPSESSID",
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config or SessionConfig()
         self.client = client or self.config.client or make_client(self.config)
         self.session_name = session_name
-        self.clock = clock
+        self.clock: Callable[[], float] = clock or ServerClock(
+            warning_seconds=self.config.clock_skew_warning_seconds)
+        """The best estimate of the current time: by default a :class:`ServerClock`, which
+        DynamoDB's answers keep on the server's clock; any other callable (a test's simulated
+        time) is taken as it is."""
         self.monotonic: Callable[[], float] = time.monotonic
         """Times lock waits and write retries (replaceable in tests, with ``sleep``)."""
         self.sleep: Callable[[float], Any] = time.sleep
@@ -147,7 +153,7 @@ class SessionStore:
         kwargs["TableName"] = self._table
         kwargs["ReturnConsumedCapacity"] = "TOTAL"
         try:
-            response: dict[str, Any] = method(**kwargs)
+            response: dict[str, Any] = self._send(method, kwargs)
         except ClientError as exc:
             self.metrics.add_call(api, exc.response.get("ConsumedCapacity"))
             if _is_condition_failure(exc) and not exc.response.get("ConsumedCapacity"):
@@ -161,6 +167,12 @@ class SessionStore:
             raise
         self.metrics.add_call(api, response.get("ConsumedCapacity"))
         return response
+
+    def _send(self, method: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        """One call; its answer's ``Date`` keeps a :class:`ServerClock` on the server's time."""
+        if isinstance(self.clock, ServerClock):
+            return self.clock.call(method, **kwargs)
+        return method(**kwargs)
 
     def _report(self, operation: str, session: LoadedSession | str, before: tuple[float, float],
                 calls: int, **extra: Any) -> None:
@@ -218,7 +230,7 @@ class SessionStore:
         session.expires = int(float(expires["N"])) if expires else None
         version = item.get(VERSION)
         session.version = int(version["N"]) if version else None
-        now = self.clock()
+        now = expiry_cutoff(self.clock, self.client)  # expired by the server's clock too
         if session.expires is not None and session.expires < now:
             if expire and self.config.delete_expired_on_read:
                 self._delete_if_expired(key, now)
@@ -603,10 +615,12 @@ class PessimisticSessionStore(SessionStore):
         calls = retries = 0
         lease_ms = int(config.lock_lease_seconds * 1000)
         while True:
-            now = self.clock()
-            now_ms = int(now * 1000)
-            expires = int(now) + self._lifetime
+            expires = int(self.clock()) + self._lifetime
+            # Take over only a lease the server's clock has certainly passed; date a new one
+            # from that same earliest time, so a fast local clock cannot stretch it.
+            now_ms = int(earliest(self.clock, self.client) * 1000)
             calls += 1
+            taken_at = time.monotonic()
             try:
                 # ALL_OLD tells what was stored (its own expiry included: an expired session
                 # reads as absent) and nothing for a new item; ``expires`` is always set, so
@@ -644,17 +658,44 @@ class PessimisticSessionStore(SessionStore):
             self.metrics.add(lock_waits=retries, lock_wait_seconds=waited)
         session = LoadedSession(session_id=session_id, key=key, data={}, lock_token=token,
                                 item_exists=True, lock_wait_seconds=waited, expires=expires)
+        RENEWER.hold(self, session, key, token, config.lock_lease_seconds, taken_at,
+                     config.max_lock_hold_seconds, log_id(session_id))
         old = response.get("Attributes")
         if old:
             try:
                 loaded = self._from_item(session_id, key, old, expire=False)
             except CorruptSession:
                 # Keep the undecodable item as it is (no delete): only give the lock back.
+                RENEWER.drop(token)
                 self._update_owned(session, "REMOVE #l, #lu", {}, {}, raise_lost=False)
                 raise
             session.data, session.payload = loaded.data, loaded.payload
         self._report("lock", session, before, calls, lock_wait_seconds=waited, retries=retries)
         return session
+
+    def renew_lock(self, key: str, token: str) -> bool:
+        """Extend the lease of ``token``'s lock on ``key`` (``lease.LeaseRenewer`` calls it);
+        False when the lock is no longer ours.  Only ``lock_until_ms`` is set, and only while
+        ``lock`` holds the token: a released lock stays released, a deleted item stays deleted,
+        and a retry after a lost answer finds the token and succeeds again."""
+        until_ms = int(earliest(self.clock, self.client) * 1000
+                       + self.config.lock_lease_seconds * 1000)
+        try:
+            self._call(
+                "UpdateItem", self.client.update_item, Key=self._key(key),
+                UpdateExpression="SET #lu = :until", ConditionExpression="#l = :t",
+                ExpressionAttributeNames={"#l": LOCK, "#lu": LOCK_UNTIL_MS},
+                ExpressionAttributeValues={":t": {"S": token}, ":until": {"N": str(until_ms)}},
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+            return False
+        return True
+
+    def save(self, session: LoadedSession, data: Mapping[str, Any] | None = None) -> bool:
+        RENEWER.drop(session.lock_token)  # the save releases the lock (or gives it back)
+        return super().save(session, data)
 
     def _overhead(self, session: LoadedSession, expires: int) -> int:
         # Room for the lock attributes: a stored session must still fit when it is locked
@@ -727,6 +768,7 @@ class PessimisticSessionStore(SessionStore):
         """
         if session.lock_token is None:
             return
+        RENEWER.drop(session.lock_token)
         try:
             if session.payload is None:
                 try:
@@ -751,7 +793,7 @@ STORES: dict[str, type[SessionStore]] = {
 
 def create_store(config: SessionConfig | None = None, client: Any = None,
                  session_name: str = "PHPSESSID",
-                 clock: Callable[[], float] = time.time) -> SessionStore:
+                 clock: Callable[[], float] | None = None) -> SessionStore:
     """The store for ``config.locking``: the one place the strategy is chosen."""
     config = config or SessionConfig()
     return STORES[config.locking](config, client, session_name, clock)

@@ -22,6 +22,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from . import _core
+from .clock import ServerClock, expiry_cutoff
 from .config import GC_MODES, SessionConfig
 from .errors import ConfigError, GcThrottled, TableExists, TableNotFound
 from .metrics import Metrics
@@ -257,19 +258,23 @@ class _Run:
 class GarbageCollector:
     """Deletes expired sessions: paginated Scan, then conditional (default) or batch deletes.
 
-    ``clock`` gives the epoch time deciding what is expired; ``monotonic`` and ``sleep`` time
+    ``clock`` gives the epoch time deciding what is expired: by default a
+    :class:`~dynamo_sessions.clock.ServerClock`, so that only sessions expired by DynamoDB's
+    clock (for more than ``EXPIRY_MARGIN_SECONDS``) are deleted, however wrong this machine's
+    clock is; a plain callable is taken as it is.  ``monotonic`` and ``sleep`` time
     the WCU budget, the delays and the UnprocessedItems backoff (injectable for tests).  By
     default a sleep ends early when the run is interrupted.
     """
 
     def __init__(self, client: Any, config: SessionConfig, metrics: Metrics | None = None,
-                 clock: Callable[[], float] = time.time,
+                 clock: Callable[[], float] | None = None,
                  sleep: Callable[[float], Any] | None = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.config = config
         self.metrics = metrics or Metrics()
-        self.clock = clock
+        self.clock: Callable[[], float] = clock or ServerClock(
+            warning_seconds=config.clock_skew_warning_seconds)
         self.sleep = sleep
         self.monotonic = monotonic
 
@@ -310,10 +315,11 @@ class GarbageCollector:
         deleters = None
         if mode == "conditional" and batch_size > 1 and not dry_run:
             deleters = ThreadPoolExecutor(batch_size, thread_name_prefix="dynamo-sessions-gc-del")
+        cutoff = int(expiry_cutoff(self.clock, self.client))  # expired by DynamoDB's clock
         ctx = _Run(
             result=GcResult(dry_run=dry_run, mode=mode, segments=segments), stop=stop,
             sleep=sleep, budget=_Budget(max_wcu_per_second, sleep, self.monotonic),
-            now=int(self.clock()), delay=delay, batch_size=batch_size, mode=mode,
+            now=cutoff, delay=delay, batch_size=batch_size, mode=mode,
             dry_run=dry_run, progress=progress, deleters=deleters,
         )
         scanners = ThreadPoolExecutor(min(segments, 16), thread_name_prefix="dynamo-sessions-gc")

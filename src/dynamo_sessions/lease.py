@@ -1,0 +1,150 @@
+"""``LeaseRenewer``: keeps the session locks of a working request alive, one thread per process.
+
+The lease is short (``lock_lease_seconds``, 7 s by default) so that a crashed holder - its
+process killed, its renewals stopped - frees the session within one lease, inside a waiter's
+``max_lock_wait_seconds``.  A holder that is alive but slow keeps its lock: every lock whose
+lease is half used is renewed by one conditional UpdateItem (``SET lock_until_ms`` only while
+``lock`` still holds this request's token), so a renewal never brings back a released lock and
+a retried renewal whose first answer was lost succeeds again, unchanged.  One daemon thread
+serves the whole process (it sleeps until the next renewal is due); a forked child starts
+with no locks and its own thread.
+
+Cost: a renewal is a write of the whole item (1 WCU per KB, as the take), paid only by requests
+that hold a lock longer than half a lease - one per ``lock_lease_seconds / 2`` they hold it.
+Renewals stop after ``max_lock_hold_seconds``, so a hung request does not lock its user out, and
+as soon as the request's session object is gone (a lock taken and forgotten, never saved or
+released): such a lock lapses within one lease, as a crashed holder's does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+import weakref
+from typing import Any, Protocol
+
+from .metrics import logger
+
+RENEW_FRACTION = 0.5
+"""A lease is renewed once this share of it has passed."""
+RETRY_SECONDS = 0.5
+"""Pause before retrying a renewal that failed (throttled, or no answer after botocore's
+retries)."""
+
+
+class Renewable(Protocol):
+    def renew_lock(self, key: str, token: str) -> bool:
+        """Extend the lease of ``token`` on ``key``; False when the lock is no longer ours."""
+
+
+@dataclasses.dataclass
+class _Held:
+    store: Renewable
+    owner: weakref.ref[Any]
+    key: str
+    token: str
+    lease_seconds: float
+    due: float
+    renew_until: float
+    label: str
+
+
+class LeaseRenewer:
+    """Renews held locks whose lease is half used; ``hold`` when taken, ``drop`` when done."""
+
+    def __init__(self, monotonic: Any = time.monotonic) -> None:
+        self.monotonic = monotonic
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._held: dict[str, _Held] = {}
+        self._thread: threading.Thread | None = None
+        self.renewed = 0
+        self.lost = 0
+        self.failed = 0
+
+    def hold(self, store: Renewable, owner: Any, key: str, token: str, lease_seconds: float,
+             taken_at: float, max_hold_seconds: float, label: str = "") -> None:
+        """Keep ``token``'s lock on ``key`` (taken at monotonic ``taken_at``) alive while
+        ``owner`` (the request's session object) exists."""
+        held = _Held(store, weakref.ref(owner), key, token, lease_seconds,
+                     taken_at + lease_seconds * RENEW_FRACTION, taken_at + max_hold_seconds,
+                     label)
+        with self._cond:
+            self._held[token] = held
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="dynamo-sessions-lease")
+                self._thread.start()
+            self._cond.notify()
+
+    def drop(self, token: str | None) -> None:
+        """Stop renewing ``token``'s lock (saved, released or lost)."""
+        if token is None:
+            return
+        with self._cond:
+            self._held.pop(token, None)
+
+    def holding(self) -> int:
+        with self._cond:
+            return len(self._held)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                due = self._due()
+            for held in due:
+                self._renew(held)
+
+    def _due(self) -> list[_Held]:
+        """Wait (under the condition) until some lease is due; return those."""
+        while True:
+            if not self._held:
+                self._cond.wait()
+                continue
+            now = self.monotonic()
+            first = min(held.due for held in self._held.values())
+            if first > now:
+                self._cond.wait(first - now)
+                continue
+            return [held for held in self._held.values() if held.due <= now]
+
+    def _renew(self, held: _Held) -> None:
+        sent = self.monotonic()
+        if held.owner() is None:  # the request forgot its session without releasing it
+            self.drop(held.token)
+            return
+        if sent > held.renew_until:
+            logger.warning("session %s: lock held past max_lock_hold_seconds; no longer renewed "
+                           "(its lease lapses; a later save raises LockLost if it was taken)",
+                           held.label)
+            self.drop(held.token)
+            return
+        try:
+            ours = held.store.renew_lock(held.key, held.token)
+        except Exception:
+            logger.warning("session %s: lock renewal failed; retrying in %ss", held.label,
+                           RETRY_SECONDS, exc_info=True)
+            with self._cond:
+                self.failed += 1
+                held.due = self.monotonic() + RETRY_SECONDS
+            return
+        with self._cond:
+            if held.token not in self._held:
+                return  # saved or released meanwhile: the refused renewal is expected
+            if ours:
+                self.renewed += 1
+                held.due = sent + held.lease_seconds * RENEW_FRACTION
+                return
+            self.lost += 1
+            self._held.pop(held.token, None)
+        logger.warning("session %s: lock lost before its renewal (lease lapsed and taken over); "
+                       "this request's save will raise LockLost", held.label)
+
+
+RENEWER = LeaseRenewer()
+"""The process's renewer (one thread, started with the first lock)."""
+os.register_at_fork(after_in_child=RENEWER._reset)
