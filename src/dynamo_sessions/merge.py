@@ -4,7 +4,8 @@
 this request wants to write, ``theirs`` what another request wrote meanwhile.  Per key:
 
 * changed on one side only: that side's value (a removal is a change);
-* changed on both sides to equal values: that value;
+* changed on both sides to equal values: that value (two tabs making the very same list count
+  once);
 * both sides dicts: merged key by key, recursively;
 * both sides lists: both sides' insertions and removals are kept (two tabs' flash messages or
   cart additions both survive; an element removed on either side is removed; an element changed

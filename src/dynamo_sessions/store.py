@@ -574,7 +574,7 @@ class SessionStore:
             self._changed_while_moving(old)
             theirs = self._from_item(old.session_id, old.key, newer, expire=False)
             base = _core.decode_session(old.payload) if old.payload is not None else {}
-            self.save(successor, merge(base, successor.data, theirs.data))
+            self._save_successor(successor, merge(base, successor.data, theirs.data))
             old.payload, old.version, old.item_exists = theirs.payload, theirs.version, True
         else:
             raise SessionConflict(
@@ -603,6 +603,10 @@ class SessionStore:
     def _changed_while_moving(self, old: LoadedSession) -> None:
         """Another request wrote the old session while it was being moved: merged (without
         locking); a pessimistic store raises :class:`LockLost` (its lease was lost)."""
+
+    def _save_successor(self, successor: LoadedSession, data: dict[str, Any]) -> None:
+        """Store what another request added to the old session under the new id."""
+        self.save(successor, data)
 
     def exists(self, session_id: str) -> bool:
         """True when a live (unexpired) session is stored under ``session_id``."""
@@ -784,6 +788,7 @@ class PessimisticSessionStore(SessionStore):
                 self._update_owned(session, "REMOVE #l, #lu", {}, {}, raise_lost=False)
                 raise
             session.data, session.payload = loaded.data, loaded.payload
+            session.moved = loaded.moved
         self._report("lock", session, before, calls, lock_wait_seconds=waited, retries=retries)
         return session
 
@@ -802,6 +807,14 @@ class PessimisticSessionStore(SessionStore):
         names["#l"] = LOCK
         values[":t"] = {"S": session.lock_token}
         return "#l = :t"
+
+    def _save_successor(self, successor: LoadedSession, data: dict[str, Any]) -> None:
+        if successor.lock_token is not None:
+            super()._save_successor(successor, data)
+            return
+        locked = self.load(successor.session_id)  # created by this request: lock it to write
+        self.save(locked, data)
+        successor.data, successor.payload, successor.expires = data, locked.payload, locked.expires
 
     def _changed_while_moving(self, old: LoadedSession) -> None:
         if old.lock_token is None:
