@@ -119,6 +119,14 @@ def test_cart_of_unhashable_items_merges_additions_and_removals() -> None:
     assert merge(base, ours, theirs) == {"cart": [ink, cap, pad]}
 
 
+def test_an_element_changed_in_place_on_both_sides_keeps_both_versions() -> None:
+    base = {"cart": [{"sku": "pen", "qty": 1}]}
+    ours = {"cart": [{"sku": "pen", "qty": 2}]}
+    theirs = {"cart": [{"sku": "pen", "qty": 3}]}
+    assert merge(base, ours, theirs) == {"cart": [{"sku": "pen", "qty": 3},
+                                                  {"sku": "pen", "qty": 2}]}
+
+
 def test_nested_dicts_merge_key_by_key() -> None:
     base = {"prefs": {"theme": "dark", "lang": "en"}}
     ours = {"prefs": {"theme": "light", "lang": "en"}}
