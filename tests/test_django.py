@@ -214,6 +214,8 @@ def test_async_variants(engine: Any) -> None:
         other = SessionStore(key)
         assert await other.aget("x") == 1
         other.release_lock()
+        assert await session.aincrement("x", 2) == 3
+        await session.asave()
         await session.acycle_key()
         assert not await session.aexists(key)
         await session.aflush()

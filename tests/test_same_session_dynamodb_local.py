@@ -330,6 +330,18 @@ def test_retire_merges_a_write_made_to_the_old_session_meanwhile(
     assert_retired(ddb_local_client, store, sid)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_retiring_an_id_that_held_no_session(ddb_local_client: Any, local_table: str,
+                                             mode: str) -> None:
+    """Non-strict mode adopts an unknown id; moving it on leaves a marker all the same."""
+    store = make_store(ddb_local_client, local_table, mode, session_name=unique_name())
+    sid = new_session_id()
+    old = store.load(sid)
+    successor = store.create(new_session_id(), {"user": "ada"})
+    store.retire(old, successor)
+    assert_retired(ddb_local_client, store, sid)
+
+
 def test_pessimistic_retire_with_a_lost_lease_is_refused(ddb_local_client: Any,
                                                          local_table: str) -> None:
     clock = Clock()

@@ -268,6 +268,10 @@ class SessionStore(SessionBase):  # type: ignore[misc]
     async def asave(self, must_create: bool = False) -> None:
         await sync_to_async(self.save, thread_sensitive=False)(must_create)
 
+    async def aincrement(self, key: str, by: Number = 1) -> Number:
+        result: Number = await sync_to_async(self.increment, thread_sensitive=False)(key, by)
+        return result
+
     async def adelete(self, session_key: str | None = None) -> None:
         await sync_to_async(self.delete, thread_sensitive=False)(session_key)
 

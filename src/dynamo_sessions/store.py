@@ -3,12 +3,17 @@
 Three strategies share one item layout, compatible with the PHP handler's (hash key
 ``<session_name>_<session_id>``, ``data`` binary, ``expires`` epoch seconds = the TTL attribute):
 
-* ``SessionStore`` (``locking="none"``): one GetItem per load; last writer wins.
+* ``SessionStore`` (``locking="none"``): one GetItem per load; last writer wins - except for
+  a session holding a counter (``LoadedSession.increment``), written like an optimistic one.
 * ``PessimisticSessionStore``: a lease lock. One conditional UpdateItem takes the lock
   (``lock`` = a random owner token, ``lock_until_ms`` = its expiry) and returns the item; an
   expired lease is taken over; saves and releases are conditional on still owning the lock.
 * ``OptimisticSessionStore``: ``version`` attribute; a save is conditional on the version read;
-  on conflict the keys this request changed are merged onto the newer session and retried.
+  on conflict this request's changes are merged with the newer session (three-way, per key:
+  ``merge.py``; counters as deltas) and retried.
+
+A session moved to a new id (login) leaves a data-less ``moved`` marker at its old key
+(:meth:`SessionStore.retire`): that id is never served or written again.
 
 Strategies are chosen once, by :func:`create_store`.  A store is stateless between requests and
 safe to share across threads; per-request state lives in :class:`LoadedSession`.
@@ -353,7 +358,7 @@ class SessionStore:
         """Item bytes other than the payload: key, expiry, version and attribute names."""
         size = (len(self._hash_key.encode()) + len(session.key.encode()) + len(DATA)
                 + len(EXPIRES) + _core.number_size(str(expires)))
-        if self._versioned(session):
+        if self._versioned(session) or session.version is not None:
             size += len(VERSION) + _core.number_size(str((session.version or 0) + 1))
         return size
 
@@ -588,12 +593,13 @@ class SessionStore:
     def _unchanged(self, session: LoadedSession, names: dict[str, str],
                    values: dict[str, Any]) -> str:
         """A condition true while the item is as ``session`` read it (fills names/values)."""
-        names["#v"] = VERSION
         if session.version is not None:
+            names["#v"] = VERSION
             values[":v"] = {"N": str(session.version)}
             return "#v = :v"
         names["#d"] = DATA
         if session.payload is not None:
+            names["#v"] = VERSION
             values[":d"] = {"B": session.payload}
             return "#d = :d AND attribute_not_exists(#v)"
         names["#m"], names["#e"] = MOVED, EXPIRES
@@ -663,7 +669,9 @@ class OptimisticSessionStore(SessionStore):
     after a second loss in a row after a jittered backoff (``min/max_lock_retry_microseconds``)
     and a fresh read; at most ``max_write_retries`` times and within ``max_lock_wait_seconds``
     of the first conflict, then :class:`SessionConflict`, with nothing written.
-    A key changed by both requests takes this request's value (the later writer wins per key).
+    The merge is three-way against the session as read (``merge.py``): lists and dicts keep
+    both sides' changes, counters add their deltas, a scalar changed by both requests takes
+    this request's value (the later writer wins per key).
     A session deleted meanwhile (logout) is not brought back: :class:`SessionGone`; an emptied
     session (logout) racing a write is merged the same way (see ``_delete_for_save``).
     """
