@@ -26,6 +26,7 @@ values = st.recursive(
     max_leaves=12,
 )
 sessions = st.dictionaries(st.text(max_size=6), values, max_size=6)
+no_deadline = settings(deadline=None)  # a shared 2-core CI box: no per-example timer
 
 
 def multiset(items: list[Any]) -> Counter[Any]:
@@ -36,23 +37,26 @@ def multiset(items: list[Any]) -> Counter[Any]:
 
 
 @given(sessions, sessions)
+@no_deadline
 def test_only_ours_changed_gives_ours(base: dict[str, Any], ours: dict[str, Any]) -> None:
     assert same(merge(base, ours, base), ours)
 
 
 @given(sessions, sessions)
+@no_deadline
 def test_only_theirs_changed_gives_theirs(base: dict[str, Any], theirs: dict[str, Any]) -> None:
     assert same(merge(base, base, theirs), theirs)
 
 
 @given(sessions, sessions)
+@no_deadline
 def test_both_made_the_same_change(base: dict[str, Any], both: dict[str, Any]) -> None:
     assert same(merge(base, both, both), both)
 
 
 @given(st.lists(values, max_size=6), st.lists(values, max_size=4), st.lists(values, max_size=4),
        st.integers(0, 6), st.integers(0, 6))
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 def test_both_sides_list_insertions_survive(base: list[Any], ours_new: list[Any],
                                             theirs_new: list[Any], at_ours: int,
                                             at_theirs: int) -> None:
@@ -66,6 +70,7 @@ def test_both_sides_list_insertions_survive(base: list[Any], ours_new: list[Any]
 
 
 @given(st.lists(st.integers(0, 20), min_size=1, max_size=8, unique=True), st.data())
+@no_deadline
 def test_removals_from_either_side_are_removed(base: list[int], data: st.DataObject) -> None:
     """(Distinct elements: two sides removing one of two equal elements is the same edit.)"""
     drop_ours = data.draw(st.sets(st.integers(0, len(base) - 1)))
@@ -80,6 +85,7 @@ def test_removals_from_either_side_are_removed(base: list[int], data: st.DataObj
 
 @given(st.integers(-1000, 1000), st.lists(st.integers(-50, 50), max_size=5),
        st.integers(-1000, 1000))
+@no_deadline
 def test_increments_are_added_onto_the_newer_value(start: int, deltas: list[int],
                                                    theirs: int) -> None:
     session = LoadedSession("s", "k", {"n": start})
