@@ -100,6 +100,13 @@ def table_name() -> str:
     return f"sessions-{uuid.uuid4().hex[:12]}"
 
 
+@pytest.fixture
+def local_table(ddb_local_client: Any, table_name: str) -> str:
+    """A fresh bare sessions table on DynamoDB Local."""
+    make_table(ddb_local_client, table_name)
+    return table_name
+
+
 def make_table(client: Any, name: str) -> None:
     """A bare sessions table (hash key ``id``, on demand) for tests below the handler."""
     client.create_table(

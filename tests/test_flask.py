@@ -13,7 +13,14 @@ from dynamo_sessions import ConfigError
 from dynamo_sessions.flask import DynamoSessionInterface, init_app
 from dynamo_sessions.store import new_session_id
 
-from .web_support import CallCounter, make_store, shared_moto_table, stored_item, unique_name
+from .web_support import (
+    CallCounter,
+    assert_retired,
+    make_store,
+    shared_moto_table,
+    stored_item,
+    unique_name,
+)
 
 
 def make_app(**config: Any) -> flask.Flask:
@@ -189,7 +196,7 @@ def test_fixation_attempt_gets_a_new_id_and_login_regenerates(ddb: Any,
     client.get("/login")
     second = session_cookie(client)
     assert second is not None and second != first
-    assert stored_item(ddb, store, first) is None
+    assert_retired(ddb, store, first)
     assert client.get("/get").text == "{'n': 1, 'user': 'ada'}"
 
 

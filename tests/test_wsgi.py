@@ -16,7 +16,14 @@ from dynamo_sessions.wsgi import SessionMiddleware
 
 from .conftest import make_table
 from .handler_support import run_threads
-from .web_support import CallCounter, make_store, shared_moto_table, stored_item, unique_name
+from .web_support import (
+    CallCounter,
+    assert_retired,
+    make_store,
+    shared_moto_table,
+    stored_item,
+    unique_name,
+)
 
 
 def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -159,14 +166,16 @@ def test_non_strict_mode_adopts_the_client_id(setup: Any) -> None:
 
 
 @pytest.mark.parametrize("locking", ["none", "optimistic", "pessimistic"])
-def test_regenerate_moves_data_and_deletes_the_old_item(setup: Any, locking: str) -> None:
+def test_regenerate_moves_data_and_retires_the_old_item(setup: Any, locking: str) -> None:
+    """The old item becomes a data-less marker: the old id is never served again."""
     client, store = client_for(setup, locking)
     old = cookie_value(client.get("/set?cart=3"))
     assert old is not None
     new = cookie_value(client.get("/login"))
     assert new is not None and new != old
-    assert stored_item(setup[0], store, old) is None
+    assert_retired(setup[0], store, old)
     assert client.get("/get").text == "{'cart': '3', 'user': 'ada'}"
+    assert store.load(old).data == {}
 
 
 def test_logout_deletes_the_item_and_the_cookie(setup: Any) -> None:

@@ -48,6 +48,13 @@ def stored_item(client: Any, store: SessionStore, session_id: str) -> dict[str, 
     return item
 
 
+def assert_retired(client: Any, store: SessionStore, session_id: str) -> None:
+    """The id was moved to a new one: its item is the data-less marker, never served."""
+    item = stored_item(client, store, session_id)
+    assert item is not None and set(item) == {"id", "moved", "expires"}, item
+    assert not store.exists(session_id)
+
+
 @contextlib.contextmanager
 def shared_moto_table() -> Iterator[tuple[Any, str]]:
     """One in-process moto backend and table for a whole test module (tests keep apart by

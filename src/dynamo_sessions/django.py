@@ -39,10 +39,12 @@ from django.contrib.sessions.backends.base import CreateError, SessionBase, Upda
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_vary_headers
 
 from .config import SessionConfig
-from .errors import ConfigError, LockLost, LockTimeout, SessionExists, SessionGone
+from .errors import ConfigError, LockLost, LockTimeout, SessionExists, SessionGone, SessionMoved
 from .handler import SessionHandler
+from .merge import Number
 from .store import LoadedSession, create_store, is_valid_session_id, new_session_id
 from .store import SessionStore as DynamoStore
 from .web import MAX_COOKIE_ID_CHARS, LifetimeStores, WebOptions, valid_cookie_id
@@ -119,6 +121,9 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         self._held: LoadedSession | None = None
         self._replaced: list[LoadedSession] = []
         self.lock_failed = False
+        self.moved = False
+        """The key named a session moved to a new key (a login answered meanwhile): nothing
+        is stored for this request and its cookie is left alone."""
         super().__init__(session_key)
 
     @property
@@ -155,7 +160,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]
             raise
         if not loaded.existed:
             self.store.release(loaded)
-            self._session_key = None  # an unknown key is never adopted
+            self.moved = loaded.moved
+            self._session_key = None  # an unknown (or moved) key is never adopted
             return {}
         self._held = loaded
         return dict(loaded.data)
@@ -176,8 +182,31 @@ class SessionStore(SessionBase):  # type: ignore[misc]
             self.modified = True
             return
 
+    def increment(self, key: str, by: Number = 1) -> Number:
+        """Add ``by`` to the number under ``key`` (0 when absent); return the new value.
+
+        Unlike ``session[key] += by``, no concurrent request's increment is ever lost.
+        """
+        data = self._get_session()
+        held = self._held if self._held is not None and self._held.session_id == self.session_key \
+            else LoadedSession("", "", {})
+        held.data = data  # Django's own dict is the one saved
+        value = held.increment(key, by)
+        self.modified = True
+        return value
+
+    def cycle_key(self) -> None:
+        self.moved = False  # an explicit new session, even in a request that raced a login
+        super().cycle_key()
+
+    def flush(self) -> None:
+        self.moved = False
+        super().flush()
+
     def save(self, must_create: bool = False) -> None:
         if self.session_key is None:
+            if self.moved:
+                return  # its key was moved by a login answered meanwhile: store nothing
             return self.create()
         key: str = self.session_key
         data = self._get_session(no_load=must_create)
@@ -209,6 +238,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         held.keep_empty = True  # emptied is not deleted: only delete() removes a session
         try:
             store.save(held, data)
+        except SessionMoved:
+            self.moved = True  # a login moved it meanwhile: not stored, cookie left alone
         except (SessionGone, LockLost) as exc:
             raise UpdateError from exc
 
@@ -219,8 +250,23 @@ class SessionStore(SessionBase):  # type: ignore[misc]
             return
         if self._held is not None and self._held.session_id == session_key:
             self._held = None  # the delete drops its lock too
+        replaced = [s for s in self._replaced if s.session_id == session_key]
         self._replaced = [s for s in self._replaced if s.session_id != session_key]
+        successor = self._held
+        if replaced and successor is not None and successor.session_id == self.session_key:
+            self._retire(replaced[0], successor)  # cycle_key: the session moved
+            return
         self.store.delete(session_key)
+
+    def _retire(self, old: LoadedSession, successor: LoadedSession) -> None:
+        """``cycle_key``'s delete of the old key: a marker if unchanged, else merged first."""
+        try:
+            self.store.retire(old, successor)
+        except LockLost:
+            self._held = None
+            self.store.delete(successor.session_id)  # refused: the old key stays
+            raise
+        self._session_cache = dict(successor.data)  # what another request added meanwhile
 
     @classmethod
     def clear_expired(cls) -> None:
@@ -242,6 +288,10 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
     async def asave(self, must_create: bool = False) -> None:
         await sync_to_async(self.save, thread_sensitive=False)(must_create)
+
+    async def aincrement(self, key: str, by: Number = 1) -> Number:
+        result: Number = await sync_to_async(self.increment, thread_sensitive=False)(key, by)
+        return result
 
     async def adelete(self, session_key: str | None = None) -> None:
         await sync_to_async(self.delete, thread_sensitive=False)(session_key)
@@ -288,6 +338,12 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
         try:
             if isinstance(session, SessionStore) and session.lock_failed:
                 return response  # nothing was read, nothing may be written
+            if isinstance(session, SessionStore) and session.moved:
+                # The cookie's session was moved by a login answered meanwhile: Django would
+                # delete the cookie of this empty session (logging the user out) or give it a
+                # new one.  The client holds the new key already: leave its cookie alone.
+                patch_vary_headers(response, ("Cookie",))
+                return response
             try:
                 response = super().process_response(request, response)
             except LockTimeout:
@@ -296,6 +352,8 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
             if isinstance(session, SessionStore):
                 session.release_lock()
         name = settings.SESSION_COOKIE_NAME
+        if isinstance(session, SessionStore) and session.moved:
+            response.cookies.pop(name, None)  # moved while saving: not the old key again
         if name in response.cookies and request.is_secure():
             response.cookies[name]["secure"] = True
         return response

@@ -70,6 +70,18 @@ class SessionGone(DynamoSessionsError):
     """
 
 
+class SessionMoved(SessionGone):
+    """The session was moved to a new id (login: ``regenerate()``, Django's ``cycle_key``).
+
+    Its old id is never served again; a request still carrying it gets neither the session
+    nor a cookie-deleting answer (the client already holds the new id).
+    """
+
+
+class NotACounter(DynamoSessionsError, TypeError):
+    """``increment`` on a value that is not an int or float, or by a non-number."""
+
+
 class SessionExists(DynamoSessionsError):
     """A create-only write found an item under that id already (Django's ``CreateError``)."""
 

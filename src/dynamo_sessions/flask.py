@@ -126,7 +126,7 @@ class DynamoSessionInterface(SessionInterface):
                                    samesite=samesite, httponly=httponly,
                                    partitioned=partitioned)
             return
-        if session.id is None or session.gone:
+        if session.id is None or session.gone or session.moved:
             return
         if session.needs_cookie or session.modified or (
             permanent and app.config["SESSION_REFRESH_EACH_REQUEST"]

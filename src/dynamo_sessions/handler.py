@@ -102,6 +102,17 @@ class SessionHandler:
                 session = self.store.load(session_id)
         return self.store.save(session, data)
 
+    def increment(self, session_id: str, key: str, by: int | float = 1) -> int | float:
+        """Add ``by`` to the number under ``key`` of a session read by this thread (read now if
+        not); return the new value.  The data ``read`` returned shows it too; ``write`` stores
+        it, and no concurrent request's increment is ever lost (in any locking mode).
+        """
+        session = self._open_sessions().get(session_id)
+        if session is None:
+            self.read(session_id)
+            session = self._open_sessions()[session_id]
+        return session.increment(key, by)
+
     def destroy(self, session_id: str) -> bool:
         """Delete the session (and with it any lock on it)."""
         self._open_sessions().pop(session_id, None)

@@ -12,14 +12,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from .errors import ConfigError, LockTimeout, SessionGone
+from .errors import ConfigError, LockLost, LockTimeout, SessionGone, SessionMoved
 from .handler import SessionHandler
+from .merge import Number
 from .metrics import logger
 from .store import LoadedSession, SessionStore, create_store, log_id, new_session_id
 
@@ -196,9 +198,14 @@ class LifetimeStores:
 class LazySession:
     """One request's session: a dict-like object loaded on first access, saved once at the end.
 
-    ``regenerate()`` moves the data to a new id (the old item is deleted at save);
-    ``destroy()`` empties the session and deletes its item.  ``LockTimeout`` from a
-    pessimistic load is raised on every access, never turned into an empty session.
+    ``regenerate()`` moves the data to a new id (at save the old item becomes a short-lived
+    marker, if unchanged since it was read - else the other request's changes are merged in
+    first); ``destroy()`` empties the session and deletes its item: the old id is dead, and data
+    set afterwards starts a new session (new id and cookie).  ``increment(key, by)`` adds to a
+    counter without ever losing a concurrent request's increment.  A request whose cookie names
+    a moved session (it raced a login) is served an empty session that is never stored and
+    gets no ``Set-Cookie`` at all.  ``LockTimeout`` from a pessimistic load is raised on every
+    access, never turned into an empty session.
     """
 
     def __init__(self, store: SessionStore, cookie_id: str | None, *, strict: bool = True,
@@ -212,14 +219,17 @@ class LazySession:
         self.accessed = False
         self.gone = False
         """The session was deleted by another request before this one saved."""
+        self.moved = False
+        """The cookie names a session moved to a new id (a login answered meanwhile): nothing
+        is stored and no cookie is sent - the client already holds the new id."""
         self._cookie_id = cookie_id
         self._on_lock_timeout = on_lock_timeout
         self._data: dict[str, Any] | None = None
         self._held: LoadedSession | None = None
         self._existing_id: str | None = None
         self._old: LoadedSession | None = None
+        self._doomed: list[LoadedSession] = []
         self._new_id: str | None = None
-        self._destroyed = False
         self._finished = False
         self._failure: BaseException | None = None
 
@@ -243,7 +253,9 @@ class LazySession:
             except LockTimeout as exc:
                 self._failure = self._on_lock_timeout(exc) if self._on_lock_timeout else exc
                 raise self._failure from exc
-            if loaded.existed or not self.strict:
+            if loaded.moved:
+                self.moved = True  # its old id is never served again, strict or not
+            elif loaded.existed or not self.strict:
                 self._held = loaded
                 self._existing_id = loaded.session_id
                 self._data = loaded.data
@@ -354,9 +366,24 @@ class LazySession:
             current = self._new_id = new_session_id()
         return current
 
+    def increment(self, key: str, by: Number = 1) -> Number:
+        """Add ``by`` to the number under ``key`` (0 when absent); return the new value here.
+
+        Unlike ``session[key] += by``, no concurrent request's increment is ever lost, in any
+        locking mode; raises :class:`NotACounter` for a value that is not an int or float.
+        """
+        data = self._ensure()
+        counter = self._held if self._held is not None else LoadedSession("", "", data)
+        value = counter.increment(key, by)
+        self.modified = True
+        return value
+
     def regenerate(self) -> str:
-        """Move the data to a new id (call it on login); the old item is deleted at save."""
+        """Move the data to a new id (call it on login).  At save the old id is retired: its
+        item becomes a short-lived data-less marker if it is unchanged since it was read,
+        else the changes another request made to it meanwhile are merged in first."""
         self._ensure()
+        self.moved = False  # a login in a request that raced another login: a fresh session
         if self._held is not None:
             if self._old is None:
                 self._old = self._held
@@ -369,9 +396,15 @@ class LazySession:
         return self._new_id
 
     def destroy(self) -> None:
-        """Empty the session; its item is deleted at save and the cookie expired (logout)."""
+        """Empty the session and kill its id (logout): its item is deleted at save.
+
+        Data set afterwards (a "logged out" flash, the login form's CSRF token) starts a new
+        session with a new id and cookie; without any, the cookie is expired.
+        """
         self._ensure().clear()
-        self._destroyed = True
+        self._doomed.extend(session for session in (self._held, self._old) if session)
+        self._held = self._old = None
+        self._existing_id = self._new_id = None
         self.modified = True
 
     # --- end of request -----------------------------------------------------------------------
@@ -379,16 +412,17 @@ class LazySession:
     @property
     def needs_cookie(self) -> bool:
         """The client must be sent a (new) id: a new or regenerated session holding data."""
-        if self._data is None or not self._data or self._destroyed or self.gone:
+        if self._data is None or not self._data or self.gone or self.moved:
             return False
         return self._new_id is not None or self._existing_id is None
 
     @property
     def needs_cookie_deleted(self) -> bool:
-        """The client holds a cookie for a session that no longer exists or never did."""
-        if self._data is None or not self.cookie_present:
+        """The client holds a cookie for a session that no longer exists or never did (and
+        was not moved: the client then holds the new id already)."""
+        if self._data is None or not self.cookie_present or self.moved or self.needs_cookie:
             return False
-        return self._destroyed or self.gone or not self._data
+        return self.gone or not self._data
 
     def save(self, store: SessionStore | None = None) -> None:
         """Store the data once (write only when changed or the expiry is due; empty data
@@ -401,25 +435,46 @@ class LazySession:
         store = store or self.store
         data = self._data
         try:
+            while self._doomed:
+                doomed = self._doomed.pop(0)
+                with contextlib.suppress(SessionGone):  # deleted or moved meanwhile: dead
+                    store.save(doomed, {})  # destroyed: deleted
             if self._held is not None:
-                held = self._held
-                try:
-                    store.save(held, data)  # writes only changes; empty data deletes
-                except SessionGone:
-                    self.gone = True
-                    logger.info("session %s was deleted by another request; not recreated",
-                                log_id(held.session_id))
-                self._held = None
-            else:
-                if data and not self._destroyed:
-                    if self._new_id is None:
-                        self._new_id = new_session_id()
-                    store.create(self._new_id, data)
+                held, self._held = self._held, None
+                self._store(store, held, data)  # writes only changes; empty data deletes
+            elif self.moved:
+                if data:
+                    logger.warning("the cookie's session was moved to a new id by a login "
+                                   "answered meanwhile; this request's changes were not stored")
+            elif data:
+                if self._new_id is None:
+                    self._new_id = new_session_id()
+                created = store.create(self._new_id, data)
                 if self._old is not None:
                     old, self._old = self._old, None
-                    store.delete(old.session_id)  # also drops its lock
+                    try:
+                        store.retire(old, created)
+                    except LockLost:
+                        store.delete(created.session_id)  # refused: the old id stays
+                        raise
+            elif self._old is not None:
+                old, self._old = self._old, None
+                self._store(store, old, {})  # regenerated, then emptied: deleted
         finally:
             self._release_held(store)
+
+    def _store(self, store: SessionStore, session: LoadedSession, data: dict[str, Any]) -> None:
+        try:
+            store.save(session, data)
+        except SessionMoved:
+            self.moved = True
+            self._existing_id = None  # never answered with: the client holds the new id
+            logger.warning("session %s was moved to a new id by a login answered meanwhile; "
+                           "this request's changes were not stored", log_id(session.session_id))
+        except SessionGone:
+            self.gone = True
+            logger.info("session %s was deleted by another request; not recreated",
+                        log_id(session.session_id))
 
     def release(self) -> None:
         """Give up any lock without saving (the request failed or was cut short)."""
@@ -429,10 +484,11 @@ class LazySession:
         self._release_held(self.store)
 
     def _release_held(self, store: SessionStore) -> None:
-        for session in (self._held, self._old):
+        for session in (self._held, self._old, *self._doomed):
             if session is not None:
                 store.release(session)
         self._held = self._old = None
+        self._doomed = []
 
 
 def lock_timeout_response(options: WebOptions) -> tuple[str, list[tuple[str, str]], bytes]:

@@ -133,6 +133,7 @@ class _Response:
         )
         if session.needs_cookie or (options.cookie_max_age_seconds is not None
                                     and session.id is not None and not session.gone
+                                    and not session.moved
                                     and not session.needs_cookie_deleted):
             value = session.ensure_id()
             headers.append(("Set-Cookie", set_cookie_header(
