@@ -87,13 +87,14 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: str
     assert code == 0
     assert "usage: dynamo-sessions" in out
     if command:
-        for option in ("--table-name", "--endpoint-url", "--region", "--profile", "--config"):
+        for option in ("--table-name", "--endpoint-url", "--region-name", "--profile",
+                       "--config"):
             assert option in out
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(capsys, "gc", "--batch-size", "26")[0] == 2
-    assert run(capsys, "gc", "--mode", "fast")[0] == 2
+    assert run(capsys, "gc", "--gc-batch-size", "26")[0] == 2
+    assert run(capsys, "gc", "--gc-mode", "fast")[0] == 2
     assert run(capsys, "no-such-command")[0] == 2
     code, _, err = run(capsys, "create-table", "--read-capacity", "5", "--endpoint-url",
                        "http://127.0.0.1:9")
@@ -104,32 +105,33 @@ def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None
     commands = {name: command.options for name, command in cli.COMMANDS.items()}
     options = cli.COMMANDS["gc"].options
     path = tmp_path / "ops.toml"
-    path.write_text('table-name = "from-file"\nregion = "eu-west-1"\n'
-                    '[gc]\nsegments = 4\ndelay_seconds = 0.5\nmax-wcu-per-second = 100\n'
+    path.write_text('table-name = "from-file"\nregion_name = "eu-west-1"\n'
+                    '[gc]\ngc-segments = 4\ngc_operation_delay_seconds = 0.5\n'
+                    'max-wcu-per-second = 100\n'
                     '[stats]\nsample_size = 10\n')
     env = {"DYNAMO_SESSIONS_CONFIG": str(path), "DYNAMO_SESSIONS_TABLE_NAME": "from-env"}
-    settings = resolve("gc", {"segments": 2}, options, commands, env)
-    assert settings.values["segments"] == 2 and settings.sources["segments"] == "flag"
+    settings = resolve("gc", {"gc_segments": 2}, options, commands, env)
+    assert settings.values["gc_segments"] == 2 and settings.sources["gc_segments"] == "flag"
     assert settings.table_name == "from-env"
-    assert settings.region == "eu-west-1"
-    assert settings.delay_seconds == 0.5 and settings.max_wcu_per_second == 100.0
-    assert settings.batch_size == 25 and settings.sources["batch_size"] == "default"
+    assert settings.region_name == "eu-west-1"
+    assert settings.gc_operation_delay_seconds == 0.5 and settings.max_wcu_per_second == 100.0
+    assert settings.gc_batch_size == 25 and settings.sources["gc_batch_size"] == "default"
     assert "sample_size" not in settings.values  # another command's section
     settings = resolve("gc", {"table_name": "from-flag"}, options, commands,
                        {**env, "AWS_REGION": "us-west-2"})
-    assert (settings.table_name, settings.region) == ("from-flag", "us-west-2")
+    assert (settings.table_name, settings.region_name) == ("from-flag", "us-west-2")
     json_path = tmp_path / "ops.json"
-    json_path.write_text(json.dumps({"table_name": "json-table", "gc": {"mode": "batch"}}))
+    json_path.write_text(json.dumps({"table_name": "json-table", "gc": {"gc_mode": "batch"}}))
     settings = resolve("gc", {"config": str(json_path)}, options, commands, {})
-    assert (settings.table_name, settings.mode) == ("json-table", "batch")
+    assert (settings.table_name, settings.gc_mode) == ("json-table", "batch")
 
 
 @pytest.mark.parametrize(("content", "message"), [
     ('table_nam = "x"\n', "unknown key 'table_nam'"),
     ('[gc]\nsegmnts = 2\n', "unknown key 'segmnts' in [gc]"),
-    ('[gc]\nsegments = "two"\n', "expected int"),
-    ('[gc]\nbatch_size = 30\n', "must be <= 25"),
-    ('[gc]\nmode = "fast"\n', "not one of"),
+    ('[gc]\ngc_segments = "two"\n', "expected int"),
+    ('[gc]\ngc_batch_size = 30\n', "must be <= 25"),
+    ('[gc]\ngc_mode = "fast"\n', "not one of"),
     ('[gc]\nyes = true\n', "unknown key 'yes'"),
     ('[delete-table]\nyes = true\n', "unknown key 'yes'"),
     ("not toml = = 1\n", "not valid TOML"),
@@ -150,8 +152,128 @@ def test_config_file_needs_a_known_suffix(tmp_path: Path) -> None:
     with pytest.raises(OptionError, match=r"\*\.toml or \*\.json"):
         resolve("gc", {"config": str(path)}, cli.COMMANDS["gc"].options,
                 {name: c.options for name, c in cli.COMMANDS.items()}, {})
-    assert {option.dest for option in COMMON} >= {"table_name", "endpoint_url", "region",
+    assert {option.dest for option in COMMON} >= {"table_name", "endpoint_url", "region_name",
                                                  "profile"}
+
+
+
+def _all_options() -> list[tuple[str, Any]]:
+    """(command, option) for every option of every command, the common ones included."""
+    return [(name, option) for name, command in cli.COMMANDS.items()
+            for option in (*COMMON, *command.options)]
+
+
+def _help_texts(capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    texts = {}
+    for command in (None, *cli.COMMANDS):
+        code, out, _ = run(capsys, *([command] if command else []), "--help")
+        assert code == 0
+        texts[command or "(top)"] = out
+    return texts
+
+
+def test_help_shows_no_markup_and_no_module_names(capsys: pytest.CaptureFixture[str]) -> None:
+    """--help is for people: no reStructuredText roles or literals, no internal module names."""
+    import pkgutil
+
+    import dynamo_sessions
+
+    modules = [module.name for module in pkgutil.iter_modules(dynamo_sessions.__path__)
+               if "_" in module.name]  # cli_config, _core_py, ...: never a word of the help
+    assert "cli_config" in modules
+    for command, text in _help_texts(capsys).items():
+        for markup in ("``", ":class:", ":func:", ":meth:", ":mod:", "dynamo_sessions.",
+                       *modules):
+            assert markup not in text, f"{command} --help shows {markup!r}"
+
+
+def test_flags_are_session_options_or_command_only() -> None:
+    """A flag that sets a SessionConfig option has its name; every other flag is listed as a
+    command-only flag (and no such flag hides a SessionConfig name)."""
+    from dynamo_sessions import SessionConfig
+
+    names = set(SessionConfig.option_names())
+    assert not cli.COMMAND_ONLY & names
+    used = {"config"}
+    for command, option in _all_options():
+        assert option.dest in names or option.dest in cli.COMMAND_ONLY, (command, option.flag)
+        assert option.flag == "--" + option.dest.replace("_", "-")
+        used.add(option.dest)
+    assert used >= cli.COMMAND_ONLY, "COMMAND_ONLY lists flags no command has"
+
+
+def test_one_flag_means_one_thing_in_every_command() -> None:
+    """The same flag name is the same option wherever it appears (--mode was once the GC mode
+    in gc and the locking mode in demo)."""
+    by_flag: dict[str, list[tuple[str, Any]]] = {}
+    for command, option in _all_options():
+        for flag in (option.flag, *option.aliases):
+            by_flag.setdefault(flag, []).append((command, option))
+    for flag, uses in by_flag.items():
+        first = uses[0][1]
+        for command, option in uses:
+            assert option == first, f"{flag} in {command} differs from {uses[0][0]}"
+
+
+def _other_value(option: Any) -> Any:
+    """A valid value of the option that is not its default."""
+    if option.choices:
+        return next(choice for choice in option.choices if choice != option.default)
+    if option.kind is bool:
+        return not option.default
+    if option.kind is int:
+        return (option.default or 1) + (-1 if option.default == option.maximum else 1)
+    if option.kind is float:
+        return (option.default or 0.0) + 0.5
+    return "http://127.0.0.1:9" if option.dest == "endpoint_url" else f"other-{option.dest}"
+
+
+@pytest.mark.parametrize("command", [name for name in cli.COMMANDS if name != "demo"])
+def test_every_session_option_of_the_config_file_reaches_the_store(
+        tmp_path: Path, command: str) -> None:
+    """Each SessionConfig option a command takes, set in the config file, is in the
+    SessionConfig the command hands the store (not only table_name and hash_key)."""
+    from dynamo_sessions import SessionConfig
+
+    names = set(SessionConfig.option_names())
+    options = cli.COMMANDS[command].options
+    common = {o.dest: _other_value(o) for o in COMMON if o.dest in names and o.in_file}
+    own = {o.dest: _other_value(o) for o in options if o.dest in names and o.in_file}
+    path = tmp_path / "ops.json"
+    path.write_text(json.dumps({**common, command: own}))
+    settings = resolve(command, {"config": str(path)}, options,
+                       {name: c.options for name, c in cli.COMMANDS.items()}, {})
+    config = cli._session_config(settings)
+    for dest, value in {**common, **own}.items():
+        assert getattr(config, dest) == value, dest
+    assert {"table_name", "endpoint_url", "region_name"} <= set(common)
+
+
+def test_gc_takes_its_mode_and_segments_from_the_config_file(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, moto_endpoint: str,
+        table_name: str) -> None:
+    path = tmp_path / "ops.json"
+    path.write_text(json.dumps({"table_name": table_name, "endpoint_url": moto_endpoint,
+                                "gc": {"gc_mode": "batch", "gc_segments": 2}}))
+    assert run(capsys, "create-table", "--config", str(path))[0] == 0
+    code, out, _ = run(capsys, "gc", "--config", str(path))
+    assert code == 0 and "(batch, 2 segments)" in out
+
+
+def test_server_extra_brings_what_demo_serve_needs() -> None:
+    """The demo's install command (the server extra) must bring Flask and gunicorn too."""
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    server = project["project"]["optional-dependencies"]["server"]
+    names = {requirement.split("[")[0].split(">")[0].split("=")[0].strip().lower()
+             for requirement in server}
+    assert {"moto", "flask", "gunicorn"} <= names
+
+
+def test_demo_serve_runs_one_locking_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "demo", "--serve", "--locking", "none", "--locking",
+                       "optimistic")
+    assert code == 2 and "one locking mode" in err
 
 
 # --- the commands, end to end ------------------------------------------------------------------
@@ -179,11 +301,11 @@ def test_table_lifecycle_and_gc(capsys: pytest.CaptureFixture[str], endpoint: st
     code, out, _ = run(capsys, "gc", *common, "--dry-run", "--json")
     dry = json.loads(out)
     assert code == 0 and dry["deleted"] == 0 and dry["dry_run"]
-    code, out, err = run(capsys, "gc", *common, "--segments", "2", "--batch-size", "5")
+    code, out, err = run(capsys, "gc", *common, "--gc-segments", "2", "--gc-batch-size", "5")
     assert code == 0 and err == ""
     assert out.count("\n") == 1 and out.startswith(f"gc {table_name}: scanned")
     assert count_items(client, table_name) == 10
-    code, out, _ = run(capsys, "gc", *common, "--json", "--mode", "batch")
+    code, out, _ = run(capsys, "gc", *common, "--json", "--gc-mode", "batch")
     assert json.loads(out)["deleted"] == 0
 
     code, _, err = run(capsys, "delete-table", *common)
@@ -253,7 +375,7 @@ def test_stats(capsys: pytest.CaptureFixture[str], endpoint: str, table_name: st
     assert modes["none"]["wcu_per_1m_requests"] == pytest.approx(0.5 * 1.5 * 1_000_000)
     assert modes["php-none"]["wcu_per_1m_requests"] == pytest.approx(1.5 * 1_000_000)
     assert modes["pessimistic"]["rcu_per_request"] == 0.0
-    code, out, _ = run(capsys, "stats", *common, "--eventually-consistent")
+    code, out, _ = run(capsys, "stats", *common, "--no-consistent-read")
     assert code == 0
     assert "over 1 KB: 25.0% of sessions" in out
     assert "p50" in out and "php-none" in out and "eventually consistent" in out
@@ -302,7 +424,7 @@ def test_throttled(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monke
     monkeypatch.setattr(cli, "make_client", throttled_client)
     code, _, err = run(capsys, "gc", *common)
     assert code == 5
-    assert "--max-wcu-per-second" in err and "--delay-seconds" in err
+    assert "--max-wcu-per-second" in err and "--gc-operation-delay-seconds" in err
 
 
 # --- gc interrupted and re-run, progress bar ---------------------------------------------------
@@ -332,7 +454,7 @@ def test_gc_progress_bar_then_ctrl_c_then_rerun(capsys: pytest.CaptureFixture[st
             raise KeyboardInterrupt
 
     monkeypatch.setattr(progress.GcProgress, "update", ctrl_c_after_some)
-    code, out, err = run(capsys, "gc", *common, "--batch-size", "5")
+    code, out, err = run(capsys, "gc", *common, "--gc-batch-size", "5")
     assert code == 130
     assert "\r[" in err and "scanned" in err and "deleted" in err  # the bar was drawn
     assert "gc interrupted" in err and "run the same gc again" in err
@@ -360,7 +482,8 @@ def test_gc_subprocess_sigint_then_rerun(dynamodb_local: Any, table_name: str) -
         "Enabled": False, "AttributeName": "expires"})
     put(client, table_name, "old", 300, int(time.time()) - 5, 100)
     put(client, table_name, "new", 20, int(time.time()) + 600, 100)
-    gc = subprocess.Popen([*command, "gc", "--batch-size", "1", "--delay-seconds", "0.05"],
+    gc = subprocess.Popen([*command, "gc", "--gc-batch-size", "1",
+                           "--gc-operation-delay-seconds", "0.05"],
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while count_items(client, table_name) == 320 and time.monotonic() < deadline:
@@ -393,7 +516,7 @@ def test_python_dash_m(moto_endpoint: str, table_name: str) -> None:
 def test_demo_runs_and_prints_json(capsys: pytest.CaptureFixture[str],
                                    moto_endpoint: str) -> None:
     code, out, _ = run(capsys, "demo", "--users", "1", "--requests", "2", "--tabs", "2",
-                       "--mode", "none", "--mode", "optimistic", "--json", "--endpoint-url",
+                       "--locking", "none", "--locking", "optimistic", "--json", "--endpoint-url",
                        moto_endpoint)
     assert code == 0
     assert [row["mode"] for row in json.loads(out)] == ["none", "optimistic"]
@@ -403,7 +526,7 @@ def test_demo_serve_without_the_web_demo(capsys: pytest.CaptureFixture[str],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "dynamo_sessions.webdemo", None)  # import fails
     code, _, err = run(capsys, "demo", "--serve")
-    assert code == 1 and "dynamo_sessions.webdemo" in err and "Traceback" not in err
+    assert code == 1 and "dynamo-sessions[server]" in err and "Traceback" not in err
 
 
 def test_demo_serve_passes_its_options(capsys: pytest.CaptureFixture[str],

@@ -3,8 +3,9 @@
 The wheel must bring the compiled core (loaded from the venv, not from this checkout), ship
 ``py.typed`` and the console script, and pass the suite's smoke tests from the sdist's own
 tests; the sdist built with ``DYNAMO_SESSIONS_NO_EXTENSIONS=1`` must give a working
-pure-Python package.  The venvs see this machine's site-packages (boto3, msgpack, moto, pytest)
-so that nothing is downloaded but the build requirements (setuptools, Cython).
+pure-Python package.  The venvs see the packages of the interpreter running the tests (boto3,
+msgpack, moto, pytest) so that nothing is downloaded but the build requirements (setuptools,
+Cython).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -67,8 +70,24 @@ def _run(args: list[str | Path], cwd: Path, env: dict[str, str] | None = None,
 
 
 def _venv(path: Path) -> Path:
-    _run([sys.executable, "-m", "venv", "--system-site-packages", path], cwd=path.parent)
-    return path / ("Scripts" if os.name == "nt" else "bin") / "python"
+    """A fresh venv that also sees this interpreter's installed packages, after its own.
+
+    Not ``--system-site-packages``: run from inside a virtualenv (the README's ``.venv``), that
+    exposes the base interpreter's site-packages, not the active venv's, and msgpack, boto3 and
+    pytest are missing.  A ``.pth`` file listing this interpreter's site directories works
+    inside a venv and outside one alike.  Its lines are plain paths, so the ``.pth`` files in
+    those directories (an editable install of the checkout among them) are not run: the
+    package under test comes from the venv.
+    """
+    _run([sys.executable, "-m", "venv", path], cwd=path.parent)
+    python = path / ("Scripts" if os.name == "nt" else "bin") / "python"
+    purelib = _run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                   cwd=path.parent).strip()
+    inherited = [directory for directory in dict.fromkeys(
+        [*site.getsitepackages(), sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
+        if os.path.isdir(directory)]
+    (Path(purelib) / "_inherited_site_packages.pth").write_text("\n".join(inherited) + "\n")
+    return python
 
 
 def _check(python: Path, cwd: Path) -> dict[str, object]:

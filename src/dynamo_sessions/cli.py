@@ -1,10 +1,9 @@
 """``dynamo-sessions`` command line (also ``python -m dynamo_sessions``).
 
-Commands: create-table, delete-table, describe, gc, stats, demo.  Every command takes
-``--table-name``, ``--endpoint-url``, ``--region``, ``--profile`` and ``--config``; options come
-from flags, then environment variables, then the config file, then defaults (``cli_config``).
-Failures the user can fix end with a message saying how and a distinct exit code, never a
-traceback.
+Flags, environment, config file and defaults are resolved by ``cli_config``.  A flag that sets
+a ``SessionConfig`` option has that option's name (``--gc-segments`` is ``gc_segments``) and
+reaches the ``SessionConfig`` the command works with; the others are listed in
+``COMMAND_ONLY``.  One flag name means one thing in every command.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import importlib.util
 import json
 import logging
 import sys
@@ -52,6 +52,17 @@ THROTTLING_CODES = frozenset({
     "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
     "Throttling", "TooManyRequestsException",
 })
+DESCRIPTION = """\
+Sessions in DynamoDB: create the table, collect expired sessions, sample their sizes and
+costs, run the demo.
+
+Every command takes --table-name, --endpoint-url, --region-name, --profile, --config and
+--log-level.  Options come from flags, then environment variables, then the config file, then
+the defaults.  Options named like a session store option (--table-name, --hash-key,
+--gc-segments, --consistent-read, ...) set that option; config file keys are the same names.
+Failures you can fix end with a message saying how and a distinct exit code, never a
+traceback."""
+
 ACCESS_CODES = frozenset({
     "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
     "ExpiredTokenException", "MissingAuthenticationTokenException",
@@ -74,9 +85,23 @@ def _err(text: str) -> None:
     print(f"dynamo-sessions: {text}", file=sys.stderr, flush=True)
 
 
+SESSION_OPTIONS = frozenset(SessionConfig.option_names())
+COMMAND_ONLY = frozenset({
+    "profile", "log_level", "config",  # where the AWS credentials and the logs go
+    "read_capacity", "write_capacity", "json", "yes",  # table admin and output
+    "max_wcu_per_second", "dry_run",  # gc's budget and its counting run
+    "sample_size", "changed_share",  # the stats sample and projection
+    "users", "requests", "tabs",  # the demo workload
+    "serve", "host", "port", "workers", "threads",  # the served demo
+})
+"""Options that are not ``SessionConfig`` options (every other option is one, by name)."""
+
+
 def _session_config(settings: Settings) -> SessionConfig:
-    return SessionConfig(table_name=settings.table_name,
-                         hash_key=settings.values.get("hash_key") or "id")
+    """The ``SessionConfig`` of every session option the command resolved (flag, environment,
+    config file or default).  The demo's repeatable ``--locking`` builds one per mode itself."""
+    return SessionConfig.from_options({name: value for name, value in settings.values.items()
+                                       if name in SESSION_OPTIONS and value is not None})
 
 
 # --- create-table / delete-table / describe ---------------------------------------------------
@@ -170,14 +195,12 @@ def run_gc(settings: Settings) -> int:
     from .progress import GcProgress
 
     config = _session_config(settings)
-    client = make_client(settings, max_pool_connections=settings.segments
-                         + settings.batch_size + 2)
+    client = make_client(settings, max_pool_connections=config.gc_segments
+                         + config.gc_batch_size + 2)
     bar = GcProgress(sys.stderr, _item_count(client, config)) if sys.stderr.isatty() else None
     collector = table.GarbageCollector(client, config)
     try:
-        result = collector.run(
-            segments=settings.segments, batch_size=settings.batch_size,
-            delay_seconds=settings.delay_seconds, mode=settings.mode,
+        result = collector.run(  # segments, batch size, delay and mode: from the config
             max_wcu_per_second=settings.max_wcu_per_second, dry_run=settings.dry_run,
             progress=bar.update if bar is not None else None,
         )
@@ -217,7 +240,7 @@ def run_stats(settings: Settings) -> int:
     except ClientError:  # describe denied: sample only
         description = None
     stats = table_stats(client, config, settings.sample_size, settings.changed_share,
-                        consistent_read=not settings.eventually_consistent,
+                        consistent_read=config.consistent_read,
                         description=description)
     _out(json.dumps(stats, indent=2) if settings.json else format_stats(stats))
     return EXIT_OK
@@ -226,22 +249,30 @@ def run_stats(settings: Settings) -> int:
 # --- demo -------------------------------------------------------------------------------------
 
 
+SERVER_EXTRA = "pip install 'dynamo-sessions[server]' (or -e \".[server]\" in the checkout)"
+
+
 def run_demo(settings: Settings) -> int:
+    modes = tuple(dict.fromkeys(settings.locking or ()))
     if settings.serve:
-        try:  # imported only here: the web demo needs gunicorn and the web adapters
+        if len(modes) > 1:
+            _err("demo --serve runs one locking mode: give --locking once")
+            return EXIT_USAGE
+        try:  # imported only here: the web demo needs Flask and gunicorn
+            if importlib.util.find_spec("gunicorn") is None:
+                raise ImportError("No module named 'gunicorn'")
             serve = importlib.import_module("dynamo_sessions.webdemo").serve
         except (ImportError, AttributeError) as exc:
-            _err(f"demo --serve needs the web demo (dynamo_sessions.webdemo), which this "
-                 f"installation does not have: {exc}")
+            _err(f"demo --serve needs Flask and gunicorn ({exc}): {SERVER_EXTRA}")
             return EXIT_FAILED
         code: int = serve(settings.endpoint_url, host=settings.host, port=settings.port,
                           workers=settings.workers, threads=settings.threads,
-                          locking=settings.locking,
+                          locking=modes[0] if modes else "optimistic",
                           max_lock_wait_seconds=settings.max_lock_wait_seconds)
         return code
     from . import demo
 
-    modes = tuple(settings.mode) if settings.mode else LOCKING_MODES
+    modes = modes or LOCKING_MODES
     rows = demo.run(settings.endpoint_url, settings.users, settings.requests, settings.tabs,
                     modes)
     if settings.json:
@@ -283,21 +314,25 @@ COMMANDS: dict[str, Command] = {
         "delete expired sessions (the guide's off-peak cron job)",
         "Garbage collection: a key-only Scan for expired, unlocked sessions, then deletes.  "
         "Run it off-peak from cron.  The default mode deletes each item on condition it is "
-        "still expired and unlocked (a session refreshed meanwhile is kept); --mode batch is the "
+        "still expired and unlocked (a session refreshed meanwhile is kept); --gc-mode batch is "
+        "the "
         "PHP handler's BatchWriteItem path.  Ctrl-C stops it cleanly (exit 130); running it "
         "again finishes the job.  A progress bar on a terminal, one summary line otherwise.",
         (HASH_KEY,
-         Option("--segments", int, 1, "parallel Scan segments", minimum=1, maximum=1_000_000),
-         Option("--batch-size", int, 25,
+         Option("--gc-segments", int, 1, "parallel Scan segments", minimum=1,
+                maximum=1_000_000),
+         Option("--gc-batch-size", int, 25,
                 "keys per BatchWriteItem (batch mode) or deletes in flight (conditional mode)",
                 minimum=1, maximum=25),
-         Option("--delay-seconds", float, 0.0,
+         Option("--gc-operation-delay-seconds", float, 0.0,
                 "pause after every service operation (the guide's gc_operation_delay)",
                 minimum=0),
          Option("--max-wcu-per-second", float, None,
                 "write budget, enforced from the consumed capacity DynamoDB reports",
                 minimum=0.001),
-         Option("--mode", str, "conditional", "how to delete", choices=GC_MODES),
+         Option("--gc-mode", str, "conditional",
+                "conditional: keep a session refreshed since the scan; batch: the PHP "
+                "handler's BatchWriteItem, which loses such a session", choices=GC_MODES),
          Option("--dry-run", bool, False, "scan and count only, delete nothing"),
          JSON),
         run_gc,
@@ -311,8 +346,9 @@ COMMANDS: dict[str, Command] = {
          Option("--changed-share", float, 0.25,
                 "share of requests that change the session (for the projection)",
                 minimum=0, maximum=1),
-         Option("--eventually-consistent", bool, False,
-                "project eventually consistent reads (consistent_read=False)"),
+         Option("--consistent-read", bool, True,
+                "project strongly consistent reads; --no-consistent-read projects eventually "
+                "consistent ones (half the read units)"),
          JSON),
         run_stats,
     ),
@@ -320,23 +356,24 @@ COMMANDS: dict[str, Command] = {
         "run a session workload under each locking mode and print what it cost",
         "Simulated users plus concurrent same-session requests ('tabs') under each locking "
         "mode, on an embedded moto server unless --endpoint-url is given (the demo makes its "
-        "own tables).  --serve starts the web demo instead.",
+        "own tables).  --serve starts the web demo instead (it needs the server extra: "
+        "pip install 'dynamo-sessions[server]').",
         (Option("--users", int, 8, "users, one session each", minimum=0),
          Option("--requests", int, 20, "requests per user and per tab", minimum=1),
          Option("--tabs", int, 8, "concurrent requests sharing one session", minimum=0),
-         Option("--mode", str, None, "locking mode(s) to run (repeatable; default: all)",
-                choices=LOCKING_MODES, multiple=True),
+         Option("--locking", str, None,
+                "locking mode to run, repeatable (default: all three); with --serve, the one "
+                "mode of the web demo (default: optimistic)", choices=LOCKING_MODES,
+                multiple=True),
          JSON,
          Option("--serve", bool, False, "serve the web demo (gunicorn) instead", in_file=False),
          Option("--host", str, "127.0.0.1", "--serve: address to listen on"),
          Option("--port", int, 8000, "--serve: port", minimum=0, maximum=65535),
          Option("--workers", int, 2, "--serve: worker processes", minimum=1),
          Option("--threads", int, 4, "--serve: threads per worker", minimum=1),
-         Option("--locking", str, "optimistic", "--serve: locking mode of the web demo",
-                choices=LOCKING_MODES),
          Option("--max-lock-wait-seconds", float, 2.0,
-                "--serve: longest a request waits for a session lock before its 503",
-                minimum=0)),
+                "--serve: longest a request waits for a session lock before its 503 (the "
+                "library's default is 10; 2 shows 503s in a short run)", minimum=0)),
         run_demo,
     ),
 }
@@ -344,7 +381,7 @@ COMMANDS: dict[str, Command] = {
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dynamo-sessions", description=__doc__,
+        prog="dynamo-sessions", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="exit codes: 0 ok, 1 failed, 2 usage, 3 table missing, 4 credentials/region, "
                "5 throttled, 6 endpoint unreachable, 7 table exists, 130 interrupted",
@@ -352,13 +389,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         sub = commands.add_parser(name, help=command.help, description=command.description)
-        common = sub.add_argument_group("options of every command")
-        for option in COMMON:
-            option.add_to(common)
-        common.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE",
-                            help=f"TOML (Python 3.11+) or JSON config file (env ${CONFIG_ENV})")
-        for option in command.options:
-            option.add_to(sub)
+        session = sub.add_argument_group("session options (named as in SessionConfig)")
+        own = sub.add_argument_group("options of the command line")
+        own.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE",
+                         help=f"TOML (Python 3.11+) or JSON config file (env ${CONFIG_ENV})")
+        for option in (*COMMON, *command.options):
+            option.add_to(session if option.dest in SESSION_OPTIONS else own)
     return parser
 
 
@@ -373,7 +409,7 @@ def _setup_logging(settings: Settings) -> None:
 
 
 def _where(settings: Settings) -> str:
-    where = settings.endpoint_url or f"region {settings.region or '(default)'}"
+    where = settings.endpoint_url or f"region {settings.region_name or '(default)'}"
     return f" at {where}"
 
 
@@ -412,7 +448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(f"{exc}: check --profile / AWS_PROFILE against ~/.aws/config")
         return EXIT_CREDENTIALS
     except NoRegionError:
-        _err("no AWS region: give --region or set AWS_REGION (or a region in your profile)")
+        _err("no AWS region: give --region-name or set AWS_REGION (or a region in your "
+             "profile)")
         return EXIT_CREDENTIALS
     except (ConfigError, ValueError) as exc:
         _err(f"error: {exc}")
@@ -432,7 +469,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.response.get("Error", {}).get("Message", str(exc))
         if code in THROTTLING_CODES:
             _err(f"throttled by DynamoDB ({code}) after botocore's retries: spread the work - "
-                 "gc --max-wcu-per-second N / --delay-seconds S, run off-peak, or raise the "
+                 "gc --max-wcu-per-second N / --gc-operation-delay-seconds S, run off-peak, "
+                 "or raise the "
                  "table's capacity")
             return EXIT_THROTTLED
         if code in ACCESS_CODES:

@@ -5,7 +5,8 @@ the built-in default.  The config file (``--config`` or ``$DYNAMO_SESSIONS_CONFI
 (``*.toml``, read with ``tomllib``: Python 3.11+) or JSON (``*.json``, every Python version).
 Top-level keys set the options every command has; a table named after a command
 (``[gc]``, ``[create-table]``, ...) sets that command's options.  Keys are the long option names
-(``-`` or ``_``); unknown keys and values of the wrong type are rejected.
+(``-`` or ``_``); unknown keys and values of the wrong type are rejected.  An option that is a
+``SessionConfig`` option carries that option's name, as flag and as key.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Option:
     maximum: float | None = None
     multiple: bool = False
     metavar: str | None = None
+    aliases: tuple[str, ...] = ()
+    """Other spellings of the flag on the command line (not in the config file)."""
 
     @property
     def dest(self) -> str:
@@ -55,15 +58,21 @@ class Option:
         sources = []
         if self.env:
             sources.append("env " + "/".join(f"${name}" for name in self.env))
-        if self.default not in (None, False, ()):
+        if self.kind is bool:
+            if self.default is True:
+                sources.append("default on")
+        elif self.default is not None and self.default != ():
             sources.append(f"default {self.default}")
         help_text = self.help + (f" ({'; '.join(sources)})" if sources else "")
         if self.kind is bool:
-            parser.add_argument(self.flag, action="store_true", default=argparse.SUPPRESS,
-                                help=help_text)
+            # a flag that is on by default is turned off with --no-<name>
+            parser.add_argument(
+                self.flag, *self.aliases, default=argparse.SUPPRESS, help=help_text,
+                action=argparse.BooleanOptionalAction if self.default else "store_true")
             return
         parser.add_argument(
-            self.flag, type=self._parse, choices=self.choices, default=argparse.SUPPRESS,
+            self.flag, *self.aliases, dest=self.dest, type=self._parse, choices=self.choices,
+            default=argparse.SUPPRESS,
             action="append" if self.multiple else "store", help=help_text,
             metavar=self.metavar,
         )
@@ -133,9 +142,10 @@ COMMON = (
     Option("--endpoint-url", str, None,
            "DynamoDB endpoint, e.g. http://127.0.0.1:8000 for DynamoDB Local",
            env=("DYNAMO_SESSIONS_ENDPOINT_URL",)),
-    Option("--region", str, None, "AWS region", env=("AWS_REGION", "AWS_DEFAULT_REGION")),
+    Option("--region-name", str, None, "AWS region", env=("AWS_REGION", "AWS_DEFAULT_REGION"),
+           aliases=("--region",), metavar="REGION"),
     Option("--profile", str, None, "AWS profile of ~/.aws/config", env=("AWS_PROFILE",)),
-    Option("--log-level", str, "WARNING", "log level of the 'dynamo_sessions' logger on stderr",
+    Option("--log-level", str, "WARNING", "log level of the library's logger, on stderr",
            choices=("DEBUG", "INFO", "WARNING", "ERROR")),
 )
 
@@ -278,7 +288,7 @@ def make_client(settings: Settings, max_pool_connections: int = 10,
     from botocore.config import Config
 
     session = (session_factory or boto3.Session)(profile_name=settings.profile,
-                                                 region_name=settings.region)
+                                                 region_name=settings.region_name)
     region = session.region_name
     if region is None and is_loopback(settings.endpoint_url):
         region = "us-east-1"

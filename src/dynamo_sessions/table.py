@@ -471,7 +471,7 @@ class GarbageCollector:
                     raise GcThrottled(
                         f"{len(pending)} deletes stayed unprocessed for 60s (the table's write "
                         "capacity is exhausted); re-run gc with a lower --max-wcu-per-second or "
-                        "a longer --delay-seconds"
+                        "a longer --gc-operation-delay-seconds"
                     )
                 ctx.pause()
             ctx.report()
