@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -299,9 +300,15 @@ def test_ctrl_c_in_the_main_thread_stops_workers(moto: Server,
         time.sleep(0.3)
         release.set()
 
+    # A shell that starts a job in the background (``cmd &``, CI runners) ignores SIGINT, and
+    # interrupt_main() then does nothing: restore Python's own handler for this test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=interrupt, daemon=True).start()
-    with pytest.raises(GcInterrupted) as interrupted:
-        GarbageCollector(moto.client, moto_sessions).run(batch_size=1, progress=slow)
+    try:
+        with pytest.raises(GcInterrupted) as interrupted:
+            GarbageCollector(moto.client, moto_sessions).run(batch_size=1, progress=slow)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     result = interrupted.value.result
     assert result.deleted < 60
     assert len(stored_keys(moto.client, moto_sessions.table_name)) == 60 - result.deleted
