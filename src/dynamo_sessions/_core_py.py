@@ -152,20 +152,24 @@ _SIZED = {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4}
 _EXT = {0xC7: 1, 0xC8: 2, 0xC9: 4}
 _ARRAY = {0xDC: 2, 0xDD: 4}
 _MAP = {0xDE: 2, 0xDF: 4}
-_WIDE_CONTAINER = re.compile(rb"[\xdc-\xdf]")
-
-
-def _check_promises(body: bytes | memoryview) -> None:
+def _check_promises(data: bytes) -> None:
     """Refuse container headers that promise more elements than bytes remain.
 
     Every element takes at least one byte, so the elements promised by all containers still
-    open may not outnumber the bytes left; msgpack allocates a container's slots when it reads
-    its header, so this runs before it.  Only 16/32-bit container headers (bytes 0xDC-0xDF)
-    can promise more than 15 elements: without such a byte there is nothing to check.
+    open may not outnumber the bytes left; msgpack allocates an array's slots when it reads
+    its header, so this runs before it.  Only array16/32 headers (bytes 0xDC, 0xDD) can make
+    msgpack allocate more than 15 slots (it does not presize maps): when the lengths after all
+    such bytes add up to no more than the body's length, whatever they are, nothing more is
+    checked.
     """
-    if _WIDE_CONTAINER.search(body) is None:
+    claimed = 0
+    for marker, width in ((0xDC, 2), (0xDD, 4)):
+        at = data.find(marker)
+        while at >= 0:
+            claimed += int.from_bytes(data[at + 1:at + 1 + width], "big")
+            at = data.find(marker, at + 1)
+    if claimed <= len(data):
         return
-    data = bytes(body)
     end = len(data)
     pos = 0
     promised = 1  # values announced and not yet started
@@ -184,9 +188,10 @@ def _check_promises(body: bytes | memoryview) -> None:
         elif c in _FIXED:
             pos += _FIXED[c]
         else:
-            width = _SIZED.get(c) or _EXT.get(c) or _ARRAY.get(c) or _MAP.get(c)
-            if width is None:
+            found = _SIZED.get(c) or _EXT.get(c) or _ARRAY.get(c) or _MAP.get(c)
+            if found is None:
                 raise CorruptSession(f"session payload has the reserved msgpack byte 0x{c:02x}")
+            width = found
             n = int.from_bytes(data[pos:pos + width], "big")
             pos += width
             if c in _ARRAY:
@@ -223,11 +228,16 @@ def unpack_session(body: bytes | bytearray | memoryview) -> dict[str, Any]:
     """
     try:
         view = memoryview(body)
+        if view.itemsize != 1:
+            raise CorruptSession("session payload must be a flat byte buffer")
         if view.nbytes > MAX_PACKED_BYTES:
             raise CorruptSession(f"session payload is longer than {MAX_PACKED_BYTES} bytes")
-        _check_promises(view if view.c_contiguous else view.tobytes())
+        data = body if type(body) is bytes else view.tobytes()
+        _check_promises(data)
+        # strict_map_key: a non-str key is refused while parsing, even in a value that a later
+        # duplicate key replaces (as the compiled core does); bin keys are _check_decoded's.
         value = msgpack.unpackb(
-            body, raw=False, strict_map_key=False, timestamp=3, ext_hook=_reject_ext
+            data, raw=False, strict_map_key=True, timestamp=3, ext_hook=_reject_ext
         )
     except (CorruptSession, MemoryError):
         raise
