@@ -141,8 +141,8 @@ from dynamo_sessions._rules import (
     WRITE_UNIT_BYTES,
     ZLIB_LEVEL,
     as_dict as _as_dict,
-    check_packed_size as _check_packed_size,
     raise_encode_error as _raise_encode_error,
+    raise_too_large as _raise_too_large,
 )
 
 # C copies of the shared rules (dynamo_sessions._rules), read once at import.
@@ -363,7 +363,7 @@ cdef bytes _encode(object data, bint with_header):
         if _pack_dict(&b, session, 1):
             _raise_encode_error(session)
         if b.len - (2 if with_header else 0) > _MAX_PACKED:
-            _check_packed_size(b.len - (2 if with_header else 0))
+            _raise_too_large(b.len - (2 if with_header else 0))
         return PyBytes_FromStringAndSize(<char*>b.data, b.len)
     finally:
         ds_buf_free(&b)

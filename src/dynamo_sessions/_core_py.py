@@ -23,6 +23,7 @@ import msgpack
 from ._rules import (
     CODEC_NONE,
     CODEC_ZLIB,
+    EPOCH,
     FORMAT_VERSION,
     HEADER_BYTES,
     MAX_DEPTH,
@@ -35,10 +36,9 @@ from ._rules import (
     WRITE_UNIT_BYTES,
     ZLIB_LEVEL,
     as_dict,
-    check_packed_size,
     check_session,
     raise_encode_error,
-    utc_seconds,
+    raise_too_large,
 )
 from .errors import CorruptSession
 
@@ -80,8 +80,9 @@ _MASK64 = (1 << 64) - 1
 
 def _default(value: Any) -> Any:
     # Only aware datetimes in range reach here: check_session has validated everything else.
-    seconds, microseconds = utc_seconds(value)
-    return msgpack.Timestamp(seconds, microseconds * 1000)
+    # Integer arithmetic (not value.timestamp()) keeps microseconds exact far from the epoch.
+    delta = value - EPOCH
+    return msgpack.Timestamp(delta.days * 86400 + delta.seconds, delta.microseconds * 1000)
 
 
 def pack_session(data: Mapping[str, Any]) -> bytes:
@@ -99,7 +100,8 @@ def pack_session(data: Mapping[str, Any]) -> bytes:
         # surrogate); name its key like the other errors do.
         raise_encode_error(session)
         raise  # pragma: no cover - raise_encode_error always raises
-    check_packed_size(len(packed))
+    if len(packed) > MAX_PACKED_BYTES:
+        raise_too_large(len(packed))
     return packed
 
 
@@ -217,23 +219,12 @@ def _inflate(body: bytes | memoryview) -> bytes:
     return out
 
 
-def unpack_session(body: bytes | bytearray | memoryview) -> dict[str, Any]:
-    """Decode plain msgpack (no header) into a session dict.
-
-    Raises :class:`CorruptSession` for anything that is not a msgpack map with str keys holding
-    supported values, or longer than ``MAX_PACKED_BYTES``; never another exception.  Memory and
-    time are linear in the body's length: every object built takes at least one byte of it,
-    and a container that promises more elements than bytes remain is refused before it is
-    allocated.
-    """
+def _unpack(data: bytes) -> dict[str, Any]:
+    if len(data) > MAX_PACKED_BYTES:
+        raise CorruptSession(f"session payload is longer than {MAX_PACKED_BYTES} bytes")
     try:
-        view = memoryview(body)
-        if view.itemsize != 1:
-            raise CorruptSession("session payload must be a flat byte buffer")
-        if view.nbytes > MAX_PACKED_BYTES:
-            raise CorruptSession(f"session payload is longer than {MAX_PACKED_BYTES} bytes")
-        data = body if type(body) is bytes else view.tobytes()
-        _check_promises(data)
+        if 0xDC in data or 0xDD in data:  # an array16/32 header may be in there
+            _check_promises(data)
         # strict_map_key: a non-str key is refused while parsing, even in a value that a later
         # duplicate key replaces (as the compiled core does); bin keys are _check_decoded's.
         value = msgpack.unpackb(
@@ -252,6 +243,26 @@ def unpack_session(body: bytes | bytearray | memoryview) -> dict[str, Any]:
     return value
 
 
+def unpack_session(body: bytes | bytearray | memoryview) -> dict[str, Any]:
+    """Decode plain msgpack (no header) into a session dict.
+
+    Raises :class:`CorruptSession` for anything that is not a msgpack map with str keys holding
+    supported values, or longer than ``MAX_PACKED_BYTES``; never another exception.  Memory and
+    time are linear in the body's length: every object built takes at least one byte of it,
+    and a container that promises more elements than bytes remain is refused before it is
+    allocated.
+    """
+    if type(body) is not bytes:
+        try:
+            view = memoryview(body)
+        except (TypeError, ValueError) as exc:  # not a buffer, or a released memoryview
+            raise CorruptSession(f"session payload cannot be read as bytes: {exc}") from exc
+        if view.itemsize != 1:
+            raise CorruptSession("session payload must be a flat byte buffer")
+        body = view.tobytes()
+    return _unpack(body)
+
+
 def decode_session(payload: bytes | bytearray | memoryview) -> dict[str, Any]:
     """Decode bytes made by :func:`encode_session` back into a session dict.
 
@@ -263,27 +274,29 @@ def decode_session(payload: bytes | bytearray | memoryview) -> dict[str, Any]:
     msgpack bytes, so a stored item of n bytes costs O(min(1032 n, MAX_INFLATED_BYTES)) time
     and memory (tests/test_codec_limits.py: at most 128 bytes of memory per msgpack byte).
     """
-    if not isinstance(payload, (bytes, bytearray, memoryview)):
-        raise CorruptSession(f"session payload must be bytes, not {type(payload).__name__}")
-    try:
-        view = memoryview(payload)
-    except ValueError as exc:  # a released memoryview
-        raise CorruptSession(f"session payload cannot be read: {exc}") from exc
-    if view.ndim != 1 or view.itemsize != 1:
-        raise CorruptSession("session payload must be a flat byte buffer")
-    if not view.c_contiguous:  # a strided view: zlib only reads contiguous memory
-        view = memoryview(view.tobytes())
-    if len(view) < HEADER_BYTES or view[0] != PAYLOAD_MAGIC:
+    if type(payload) is bytes:
+        data = payload
+    else:
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise CorruptSession(
+                f"session payload must be bytes, not {type(payload).__name__}")
+        try:
+            view = memoryview(payload)
+        except ValueError as exc:  # a released memoryview
+            raise CorruptSession(f"session payload cannot be read: {exc}") from exc
+        if view.ndim != 1 or view.itemsize != 1:
+            raise CorruptSession("session payload must be a flat byte buffer")
+        data = view.tobytes()
+    if len(data) < HEADER_BYTES or data[0] != PAYLOAD_MAGIC:
         raise CorruptSession("session payload has no dynamo-sessions header")
-    version, codec = view[1] >> 4, view[1] & 0x0F
+    version, codec = data[1] >> 4, data[1] & 0x0F
     if version != FORMAT_VERSION:
         raise CorruptSession(f"session payload format version {version} is not supported")
-    body = view[HEADER_BYTES:]
     if codec == CODEC_ZLIB:
-        return unpack_session(_inflate(body))
+        return _unpack(_inflate(memoryview(data)[HEADER_BYTES:]))
     if codec != CODEC_NONE:
         raise CorruptSession(f"session payload codec {codec} is not supported")
-    return unpack_session(body)
+    return _unpack(data[HEADER_BYTES:])
 
 
 # ==============================================================================================

@@ -117,7 +117,8 @@ def check_encodable(value: Any, path: str, depth: int) -> None:
                 "one (e.g. tzinfo=datetime.timezone.utc) - it is stored as a UTC instant",
                 path,
             )
-        if not MIN_TIMESTAMP_SECONDS <= utc_seconds(value)[0] <= MAX_TIMESTAMP_SECONDS:
+        if not 1 < value.year < 9999 and not (  # a UTC offset is less than a day
+                MIN_TIMESTAMP_SECONDS <= utc_seconds(value)[0] <= MAX_TIMESTAMP_SECONDS):
             raise SessionEncodeError(
                 f"session value {path!r}: datetime {value.isoformat()} is outside years "
                 "1..9999 in UTC, so it could not be read back; store it as a string",
@@ -177,14 +178,14 @@ def raise_encode_error(session: Mapping[Any, Any]) -> None:
     raise SessionEncodeError(f"session value {path!r} cannot be encoded: {exc}", path) from exc
 
 
-def check_packed_size(size: int) -> None:
-    """Raise :class:`SessionTooLarge` when a session packs to more than MAX_PACKED_BYTES."""
-    if size > MAX_PACKED_BYTES:
-        raise SessionTooLarge(
-            f"session packs to {size} bytes of msgpack, over the {MAX_PACKED_BYTES}-byte "
-            "limit of a session (before compression); keep large data out of the session",
-            size, MAX_PACKED_BYTES,
-        )
+def raise_too_large(size: int) -> None:
+    """Raise :class:`SessionTooLarge` for a session that packs to ``size`` bytes (more than
+    MAX_PACKED_BYTES)."""
+    raise SessionTooLarge(
+        f"session packs to {size} bytes of msgpack, over the {MAX_PACKED_BYTES}-byte "
+        "limit of a session (before compression); keep large data out of the session",
+        size, MAX_PACKED_BYTES,
+    )
 
 
 def as_dict(data: Mapping[str, Any]) -> dict[str, Any]:
