@@ -141,6 +141,7 @@ from dynamo_sessions._rules import (
     WRITE_UNIT_BYTES,
     ZLIB_LEVEL,
     as_dict as _as_dict,
+    payload_view as _payload_view,
     raise_encode_error as _raise_encode_error,
     raise_too_large as _raise_too_large,
 )
@@ -712,17 +713,7 @@ def decode_session(payload):
     if type(payload) is bytes:
         return _decode_flat(<const unsigned char*>PyBytes_AS_STRING(payload),
                             PyBytes_GET_SIZE(payload), payload)
-    if not (PyBytes_Check(payload) or PyByteArray_Check(payload)
-            or PyMemoryView_Check(payload)):
-        raise CorruptSession(f"session payload must be bytes, not {type(payload).__name__}")
-    try:
-        view = memoryview(payload)
-    except ValueError as exc:  # a released memoryview
-        raise CorruptSession(f"session payload cannot be read: {exc}") from exc
-    if view.ndim != 1 or view.itemsize != 1:
-        raise CorruptSession("session payload must be a flat byte buffer")
-    if not view.c_contiguous:  # a strided view: read a contiguous copy
-        view = memoryview(view.tobytes())
+    view = _payload_view(payload)
     PyObject_GetBuffer(view, &buffer, PyBUF_SIMPLE)
     try:
         return _decode_flat(<const unsigned char*>buffer.buf, buffer.len, view)

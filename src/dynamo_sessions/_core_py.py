@@ -37,6 +37,7 @@ from ._rules import (
     ZLIB_LEVEL,
     as_dict,
     check_session,
+    payload_view,
     raise_encode_error,
     raise_too_large,
 )
@@ -274,19 +275,7 @@ def decode_session(payload: bytes | bytearray | memoryview) -> dict[str, Any]:
     msgpack bytes, so a stored item of n bytes costs O(min(1032 n, MAX_INFLATED_BYTES)) time
     and memory (tests/test_codec_limits.py: at most 128 bytes of memory per msgpack byte).
     """
-    if type(payload) is bytes:
-        data = payload
-    else:
-        if not isinstance(payload, (bytes, bytearray, memoryview)):
-            raise CorruptSession(
-                f"session payload must be bytes, not {type(payload).__name__}")
-        try:
-            view = memoryview(payload)
-        except ValueError as exc:  # a released memoryview
-            raise CorruptSession(f"session payload cannot be read: {exc}") from exc
-        if view.ndim != 1 or view.itemsize != 1:
-            raise CorruptSession("session payload must be a flat byte buffer")
-        data = view.tobytes()
+    data = payload if type(payload) is bytes else payload_view(payload).tobytes()
     if len(data) < HEADER_BYTES or data[0] != PAYLOAD_MAGIC:
         raise CorruptSession("session payload has no dynamo-sessions header")
     version, codec = data[1] >> 4, data[1] & 0x0F

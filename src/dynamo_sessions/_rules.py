@@ -18,7 +18,7 @@ import datetime as _dt
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import SessionEncodeError, SessionTooLarge
+from .errors import CorruptSession, SessionEncodeError, SessionTooLarge
 
 # --- DynamoDB limits (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/) -------
 MAX_ITEM_BYTES = 409_600
@@ -196,3 +196,19 @@ def as_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     raise SessionEncodeError(
         f"a session must be a mapping with str keys, not {type(data).__name__}", ""
     )
+
+
+def payload_view(payload: object) -> memoryview:
+    """A flat, contiguous byte view of a payload given as bytes, bytearray or memoryview;
+    :class:`CorruptSession` for anything else (a released or multi-byte-item view)."""
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise CorruptSession(f"session payload must be bytes, not {type(payload).__name__}")
+    try:
+        view = memoryview(payload)
+    except ValueError as exc:  # a released memoryview
+        raise CorruptSession(f"session payload cannot be read: {exc}") from exc
+    if view.ndim != 1 or view.itemsize != 1:
+        raise CorruptSession("session payload must be a flat byte buffer")
+    if not view.c_contiguous:  # a strided view: read a contiguous copy
+        view = memoryview(view.tobytes())
+    return view
