@@ -226,7 +226,8 @@ PUBLIC_FUNCTIONS = ["encode_session", "decode_session", "pack_session", "unpack_
                     "read_units"]
 PUBLIC_CONSTANTS = ["MAX_ITEM_BYTES", "WRITE_UNIT_BYTES", "READ_UNIT_BYTES", "PAYLOAD_MAGIC",
                     "FORMAT_VERSION", "CODEC_NONE", "CODEC_ZLIB", "HEADER_BYTES", "MAX_DEPTH",
-                    "MAX_INFLATED_BYTES", "ZLIB_LEVEL", "BACKOFF_MODES"]
+                    "MAX_INFLATED_BYTES", "ZLIB_LEVEL", "BACKOFF_MODES", "MAX_PACKED_BYTES",
+                    "MAX_NUMBER_BYTES"]
 BACKOFF_API = ["start", "next_delay_microseconds", "remaining_seconds", "wait"]
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_INFLATED_BYTES",
     "MAX_ITEM_BYTES",
+    "MAX_NUMBER_BYTES",
     "MAX_PACKED_BYTES",
     "PAYLOAD_MAGIC",
     "READ_UNIT_BYTES",
