@@ -221,7 +221,16 @@ def _inflate(body: bytes | memoryview) -> bytes:
     return out
 
 
-def _unpack(data: bytes) -> dict[str, Any]:
+def unpack_session(body: bytes | bytearray | memoryview) -> dict[str, Any]:
+    """Decode plain msgpack (no header) into a session dict.
+
+    Raises :class:`CorruptSession` for anything that is not a msgpack map with str keys holding
+    supported values, or longer than ``MAX_PACKED_BYTES``; never another exception.  Memory and
+    time are linear in the body's length: every object built takes at least one byte of it,
+    and a container that promises more elements than bytes remain is refused before it is
+    allocated.
+    """
+    data = body if type(body) is bytes else _flat_bytes(body)
     if len(data) > MAX_PACKED_BYTES:
         raise CorruptSession(f"session payload is longer than {MAX_PACKED_BYTES} bytes")
     try:
@@ -245,24 +254,14 @@ def _unpack(data: bytes) -> dict[str, Any]:
     return value
 
 
-def unpack_session(body: bytes | bytearray | memoryview) -> dict[str, Any]:
-    """Decode plain msgpack (no header) into a session dict.
-
-    Raises :class:`CorruptSession` for anything that is not a msgpack map with str keys holding
-    supported values, or longer than ``MAX_PACKED_BYTES``; never another exception.  Memory and
-    time are linear in the body's length: every object built takes at least one byte of it,
-    and a container that promises more elements than bytes remain is refused before it is
-    allocated.
-    """
-    if type(body) is not bytes:
-        try:
-            view = memoryview(body)
-        except (TypeError, ValueError) as exc:  # not a buffer, or a released memoryview
-            raise CorruptSession(f"session payload cannot be read as bytes: {exc}") from exc
-        if view.itemsize != 1:
-            raise CorruptSession("session payload must be a flat byte buffer")
-        body = view.tobytes()
-    return _unpack(body)
+def _flat_bytes(body: object) -> bytes:
+    try:
+        view = memoryview(body)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:  # not a buffer, or a released memoryview
+        raise CorruptSession(f"session payload cannot be read as bytes: {exc}") from exc
+    if view.itemsize != 1:
+        raise CorruptSession("session payload must be a flat byte buffer")
+    return view.tobytes()
 
 
 def decode_session(payload: bytes | bytearray | memoryview) -> dict[str, Any]:
@@ -283,10 +282,10 @@ def decode_session(payload: bytes | bytearray | memoryview) -> dict[str, Any]:
     if version != FORMAT_VERSION:
         raise CorruptSession(f"session payload format version {version} is not supported")
     if codec == CODEC_ZLIB:
-        return _unpack(_inflate(memoryview(data)[HEADER_BYTES:]))
+        return unpack_session(_inflate(memoryview(data)[HEADER_BYTES:]))
     if codec != CODEC_NONE:
         raise CorruptSession(f"session payload codec {codec} is not supported")
-    return _unpack(data[HEADER_BYTES:])
+    return unpack_session(data[HEADER_BYTES:])
 
 
 # ==============================================================================================
