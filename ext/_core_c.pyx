@@ -11,8 +11,10 @@ runs every test against both.  Unlike the twin this module does not use the msgp
 * the lock-retry backoff schedule is a cdef class drawing the same splitmix64 stream.
 
 Byte-level helpers (loads/stores, msgpack headers, the key cache, date math) are in
-``_core_c.h``.  Errors are reported by the same code paths as the twin (see
-``_raise_encode_error``), so messages and key paths agree.
+``_core_c.h``.  Limits, format constants and the encode validation come from
+``dynamo_sessions._rules``, which the twin imports too: errors are reported by the same code
+(``raise_encode_error``), so messages and key paths agree, and both encoders refuse exactly
+what both decoders refuse.
 """
 
 import datetime as _dt
@@ -52,7 +54,7 @@ from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp
 
-from dynamo_sessions.errors import CorruptSession, SessionEncodeError
+from dynamo_sessions.errors import CorruptSession
 
 import_datetime()
 
