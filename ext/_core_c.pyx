@@ -11,8 +11,10 @@ runs every test against both.  Unlike the twin this module does not use the msgp
 * the lock-retry backoff schedule is a cdef class drawing the same splitmix64 stream.
 
 Byte-level helpers (loads/stores, msgpack headers, the key cache, date math) are in
-``_core_c.h``.  Errors are reported by the same code paths as the twin (see
-``_raise_encode_error``), so messages and key paths agree.
+``_core_c.h``.  Limits, format constants and the encode validation come from
+``dynamo_sessions._rules``, which the twin imports too: errors are reported by the same code
+(``raise_encode_error``), so messages and key paths agree, and both encoders refuse exactly
+what both decoders refuse.
 """
 
 import datetime as _dt
@@ -52,7 +54,7 @@ from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp
 
-from dynamo_sessions.errors import CorruptSession, SessionEncodeError
+from dynamo_sessions.errors import CorruptSession
 
 import_datetime()
 
@@ -124,47 +126,47 @@ cdef extern from "_core_c.h":
     int64_t ds_floormod(int64_t a, int64_t b)
 
 
-# --- DynamoDB limits (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/) -------
-MAX_ITEM_BYTES = 409_600
-"""DynamoDB's item size limit: 400 KB, attribute names included."""
-WRITE_UNIT_BYTES = 1_024
-"""One write capacity unit covers up to 1 KB of item."""
-READ_UNIT_BYTES = 4_096
-"""One strongly consistent read capacity unit covers up to 4 KB of item."""
+from dynamo_sessions._rules import (
+    CODEC_NONE,
+    CODEC_ZLIB,
+    FORMAT_VERSION,
+    HEADER_BYTES,
+    MAX_DEPTH,
+    MAX_INFLATED_BYTES,
+    MAX_ITEM_BYTES,
+    MAX_NUMBER_BYTES,
+    MAX_PACKED_BYTES,
+    MAX_TIMESTAMP_SECONDS,
+    MIN_TIMESTAMP_SECONDS,
+    PAYLOAD_MAGIC,
+    READ_UNIT_BYTES,
+    WRITE_UNIT_BYTES,
+    ZLIB_LEVEL,
+    as_dict as _as_dict,
+    payload_view as _payload_view,
+    raise_encode_error as _raise_encode_error,
+    raise_too_large as _raise_too_large,
+)
 
-# --- payload format ---------------------------------------------------------------------------
-PAYLOAD_MAGIC = 0xC1
-"""First byte of every payload: 0xC1 is never used by msgpack, so no bare msgpack is mistaken."""
-FORMAT_VERSION = 1
-CODEC_NONE = 0
-CODEC_ZLIB = 1
-HEADER_BYTES = 2
-MAX_DEPTH = 100
-"""Deepest nesting of lists and dicts accepted, the session dict itself counting as 1."""
-MAX_INFLATED_BYTES = 64 * 1024 * 1024
-"""A compressed payload may not inflate past this (a guard against decompression bombs)."""
-ZLIB_LEVEL = 1
+# C copies of the shared rules (dynamo_sessions._rules), read once at import.
+cdef int _MAX_DEPTH = MAX_DEPTH
+cdef int _MAX_NUMBER_BYTES = MAX_NUMBER_BYTES
+cdef Py_ssize_t _MAX_PACKED = MAX_PACKED_BYTES
+cdef int64_t _MIN_SECONDS = MIN_TIMESTAMP_SECONDS
+cdef int64_t _MAX_SECONDS = MAX_TIMESTAMP_SECONDS
+cdef unsigned char _MAGIC = PAYLOAD_MAGIC
+cdef unsigned char _HEADER_NONE_BYTE = FORMAT_VERSION << 4 | CODEC_NONE
+cdef Py_ssize_t _WRITE_UNIT = WRITE_UNIT_BYTES
+cdef Py_ssize_t _READ_UNIT = READ_UNIT_BYTES
 
 cdef enum:
-    _MAX_DEPTH = 100
-    _MAGIC = 0xC1
-    _HEADER_NONE_BYTE = 0x10  # FORMAT_VERSION << 4 | CODEC_NONE
-    _HEADER_ZLIB_BYTE = 0x11  # FORMAT_VERSION << 4 | CODEC_ZLIB
     _STACK_BYTES = 4096  # encoder output that fits here needs no heap allocation
-    _WRITE_UNIT = 1024
-    _READ_UNIT = 4096
 
 cdef Py_ssize_t _MAX_LENGTH = 0xFFFFFFFF  # msgpack's largest str/bin/array/map length
 
-_HEADER_NONE = bytes((PAYLOAD_MAGIC, FORMAT_VERSION << 4 | CODEC_NONE))
 _HEADER_ZLIB = bytes((PAYLOAD_MAGIC, FORMAT_VERSION << 4 | CODEC_ZLIB))
 cdef object _UTC = _dt.timezone.utc
-_INT_MIN = -(1 << 63)
-_INT_MAX = (1 << 64) - 1
 _MASK64 = (1 << 64) - 1
-# The datetime range in seconds since the epoch (0001-01-01 .. 9999-12-31T23:59:59).
-cdef int64_t _MIN_SECONDS = -62135596800
-cdef int64_t _MAX_SECONDS = 253402300799
 cdef uint64_t _LOW_34_BITS = (<uint64_t>1 << 34) - 1
 
 
@@ -231,8 +233,10 @@ cdef int _pack_datetime(ds_buf* b, object value) except -1:
     cdef int64_t micros = (
         (days * 86400 + datetime_hour(value) * 3600 + datetime_minute(value) * 60
          + datetime_second(value)) * 1_000_000 + datetime_microsecond(value) - offset_micros)
-    ds_pack_timestamp(b, ds_floordiv(micros, 1_000_000),
-                      <uint32_t>(ds_floormod(micros, 1_000_000) * 1000))
+    cdef int64_t seconds = ds_floordiv(micros, 1_000_000)
+    if seconds < _MIN_SECONDS or seconds > _MAX_SECONDS:  # the decoder could not read it back
+        return 1
+    ds_pack_timestamp(b, seconds, <uint32_t>(ds_floormod(micros, 1_000_000) * 1000))
     return 0
 
 
@@ -350,110 +354,6 @@ cdef int _pack(ds_buf* b, object value, int depth) except -1:
     return 1
 
 
-# --- error reporting: the twin's validation, in the twin's order ------------------------------
-
-
-def _path(parent, key):
-    if isinstance(key, int):
-        return f"{parent}[{key}]"
-    return f"{parent}.{key}" if parent else str(key)
-
-
-def _check_encodable(value, path, depth):
-    if value is None or isinstance(value, (str, bytes, bool, float)):
-        return
-    if isinstance(value, int):
-        if not _INT_MIN <= value <= _INT_MAX:
-            raise SessionEncodeError(
-                f"session value {path!r}: integer {value} is outside msgpack's 64-bit range; "
-                "store it as a string",
-                path,
-            )
-        return
-    if isinstance(value, dict):
-        if depth > MAX_DEPTH:
-            raise SessionEncodeError(
-                f"session value {path!r} is nested deeper than {MAX_DEPTH} levels", path
-            )
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise SessionEncodeError(
-                    f"session value {path!r}: dict key {key!r} is not a str; "
-                    "only str keys can be stored",
-                    _path(path, key),
-                )
-            _check_encodable(item, _path(path, key), depth + 1)
-        return
-    if isinstance(value, (list, tuple)):
-        if depth > MAX_DEPTH:
-            raise SessionEncodeError(
-                f"session value {path!r} is nested deeper than {MAX_DEPTH} levels", path
-            )
-        for index, item in enumerate(value):
-            _check_encodable(item, _path(path, index), depth + 1)
-        return
-    if isinstance(value, _dt.datetime):
-        if value.utcoffset() is None:
-            raise SessionEncodeError(
-                f"session value {path!r}: naive datetime {value!r} has no time zone; attach "
-                "one (e.g. tzinfo=datetime.timezone.utc) - it is stored as a UTC instant",
-                path,
-            )
-        return
-    raise SessionEncodeError(
-        f"session value {path!r} of type {type(value).__name__} cannot be stored; supported: "
-        "None, bool, int, float, str, bytes, list, tuple, dict with str keys, aware datetime",
-        path,
-    )
-
-
-def _unencodable_text(value, path):
-    """(path, UnicodeEncodeError) of the first str (dict key or value) UTF-8 cannot encode."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            return path, exc
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = _unencodable_text(key, _path(path, key))
-            if found is None:
-                found = _unencodable_text(item, _path(path, key))
-            if found is not None:
-                return found
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            found = _unencodable_text(item, _path(path, index))
-            if found is not None:
-                return found
-    return None
-
-
-def _raise_encode_error(session):
-    for key, value in session.items():
-        if not isinstance(key, str):
-            raise SessionEncodeError(
-                f"session key {key!r} is not a str; only str keys can be stored", repr(key)
-            )
-        _check_encodable(value, key, 2)
-    found = _unencodable_text(session, "")
-    if found is None:
-        raise SessionEncodeError("session cannot be encoded", "")
-    path, exc = found
-    raise SessionEncodeError(f"session value {path!r} cannot be encoded: {exc}", path) from exc
-
-
-def _as_dict(data):
-    if isinstance(data, dict):
-        return data
-    if isinstance(data, Mapping):
-        return dict(data)
-    raise SessionEncodeError(
-        f"a session must be a mapping with str keys, not {type(data).__name__}", ""
-    )
-
-
 cdef bytes _encode(object data, bint with_header):
     cdef unsigned char stack[_STACK_BYTES]
     cdef ds_buf b
@@ -465,6 +365,8 @@ cdef bytes _encode(object data, bint with_header):
             ds_pack_byte(&b, _HEADER_NONE_BYTE)
         if _pack_dict(&b, session, 1):
             _raise_encode_error(session)
+        if b.len - (2 if with_header else 0) > _MAX_PACKED:
+            _raise_too_large(b.len - (2 if with_header else 0))
         return PyBytes_FromStringAndSize(<char*>b.data, b.len)
     finally:
         ds_buf_free(&b)
@@ -473,7 +375,8 @@ cdef bytes _encode(object data, bint with_header):
 def pack_session(data):
     """Encode a session mapping as plain msgpack (no header, no compression).
 
-    Raises :class:`SessionEncodeError` naming the key of the first value that cannot be stored.
+    Raises :class:`SessionEncodeError` naming the key of the first value that cannot be stored,
+    :class:`SessionTooLarge` when it packs to more than ``MAX_PACKED_BYTES``.
     """
     return _encode(data, False)
 
@@ -485,7 +388,9 @@ def encode_session(data, overhead_bytes=0, compress=True):
     (bin types, timestamp extension for aware datetimes).  ``overhead_bytes`` is the size of the
     rest of the item (key, expiry, lock attributes); with ``compress`` the payload is zlib-
     compressed only when that lowers the number of 1 KB write units the whole item needs.
-    Raises :class:`SessionEncodeError` naming the key of a value that cannot be stored.
+    Raises :class:`SessionEncodeError` naming the key of a value that cannot be stored, and
+    :class:`SessionTooLarge` for a session over ``MAX_PACKED_BYTES`` packed: whatever this
+    returns, :func:`decode_session` reads back.
     """
     cdef bytes payload = _encode(data, True)
     if type(overhead_bytes) is int and 0 <= overhead_bytes <= _WRITE_UNIT and (
@@ -507,6 +412,7 @@ def encode_session(data, overhead_bytes=0, compress=True):
 cdef struct _Reader:
     const unsigned char* pos
     const unsigned char* end
+    Py_ssize_t promised  # values announced by the containers still open, not yet started
 
 
 cdef inline int _need(_Reader* r, Py_ssize_t n) except -1:
@@ -540,6 +446,7 @@ cdef object _read_str(_Reader* r, Py_ssize_t n):
 cdef object _read_key(_Reader* r):
     cdef Py_ssize_t n
     _need(r, 1)
+    r.promised -= 1
     cdef unsigned char c = r.pos[0]
     r.pos += 1
     if 0xA0 <= c <= 0xBF:
@@ -569,7 +476,8 @@ cdef object _read_key(_Reader* r):
 cdef object _read_map(_Reader* r, Py_ssize_t n, int depth):
     if depth > _MAX_DEPTH:
         raise CorruptSession(f"session payload is nested deeper than {MAX_DEPTH} levels")
-    if n > (r.end - r.pos) // 2:
+    r.promised += 2 * n  # every key and value takes at least one byte: refuse before allocating
+    if r.promised > r.end - r.pos:
         raise CorruptSession("session payload is truncated (a map runs past the end)")
     result = ds_new_dict(n)
     cdef Py_ssize_t i
@@ -582,7 +490,8 @@ cdef object _read_map(_Reader* r, Py_ssize_t n, int depth):
 cdef object _read_array(_Reader* r, Py_ssize_t n, int depth):
     if depth > _MAX_DEPTH:
         raise CorruptSession(f"session payload is nested deeper than {MAX_DEPTH} levels")
-    if n > r.end - r.pos:
+    r.promised += n
+    if r.promised > r.end - r.pos:
         raise CorruptSession("session payload is truncated (an array runs past the end)")
     result = PyList_New(n)
     cdef Py_ssize_t i
@@ -639,6 +548,7 @@ cdef object _read_ext(_Reader* r, Py_ssize_t n):
 
 cdef object _read(_Reader* r, int depth):
     _need(r, 1)
+    r.promised -= 1
     cdef unsigned char c = r.pos[0]
     r.pos += 1
     cdef Py_ssize_t n
@@ -714,8 +624,11 @@ cdef Py_ssize_t _read_length(_Reader* r, int width) except -1:
 
 cdef dict _unpack_bytes(const unsigned char* data, Py_ssize_t size):
     cdef _Reader r
+    if size > _MAX_PACKED:
+        raise CorruptSession(f"session payload is longer than {MAX_PACKED_BYTES} bytes")
     r.pos = data
     r.end = data + size
+    r.promised = 1
     _need(&r, 1)
     cdef unsigned char c = r.pos[0]
     if not (0x80 <= c <= 0x8F or c == 0xDE or c == 0xDF):
@@ -750,7 +663,10 @@ def unpack_session(body):
     """Decode plain msgpack (no header) into a session dict.
 
     Raises :class:`CorruptSession` for anything that is not a msgpack map with str keys holding
-    supported values; never another exception.
+    supported values, or longer than ``MAX_PACKED_BYTES``; never another exception.  Memory and
+    time are linear in the body's length: every object built takes at least one byte of it,
+    and a container that promises more elements than bytes remain is refused before it is
+    allocated.
     """
     return _unpack_buffer(body)
 
@@ -789,23 +705,17 @@ def decode_session(payload):
 
     Datetimes come back as aware datetimes in UTC, tuples as lists.  Any malformed input
     (wrong type, truncated, wrong header, unknown version or codec, garbage, unsupported
-    types) raises :class:`CorruptSession` - never another exception.
+    types) raises :class:`CorruptSession` - never another exception.  Decoding is bounded by
+    the payload: a compressed one inflates to at most ``MAX_INFLATED_BYTES`` (and at most 1032
+    times its own length, deflate's limit), and no more objects are built than there are
+    msgpack bytes, so a stored item of n bytes costs O(min(1032 n, MAX_INFLATED_BYTES)) time
+    and memory (tests/test_codec_limits.py: at most 128 bytes of memory per msgpack byte).
     """
     cdef Py_buffer buffer
     if type(payload) is bytes:
         return _decode_flat(<const unsigned char*>PyBytes_AS_STRING(payload),
                             PyBytes_GET_SIZE(payload), payload)
-    if not (PyBytes_Check(payload) or PyByteArray_Check(payload)
-            or PyMemoryView_Check(payload)):
-        raise CorruptSession(f"session payload must be bytes, not {type(payload).__name__}")
-    try:
-        view = memoryview(payload)
-    except ValueError as exc:  # a released memoryview
-        raise CorruptSession(f"session payload cannot be read: {exc}") from exc
-    if view.ndim != 1 or view.itemsize != 1:
-        raise CorruptSession("session payload must be a flat byte buffer")
-    if not view.c_contiguous:  # a strided view: read a contiguous copy
-        view = memoryview(view.tobytes())
+    view = _payload_view(payload)
     PyObject_GetBuffer(view, &buffer, PyBUF_SIMPLE)
     try:
         return _decode_flat(<const unsigned char*>buffer.buf, buffer.len, view)
@@ -857,7 +767,7 @@ cdef Py_ssize_t _number_size(object text) except -1:
     cdef const char* s
     cdef Py_ssize_t n, i = 0, integral, fraction = 0, leading = 0, trailing = 0, digits
     cdef Py_ssize_t significant, frac_start = 0
-    cdef int64_t parity = 0, first_pair, last_pair
+    cdef int64_t parity = 0, pairs
     cdef bint negative = False
     if not PyUnicode_Check(text):
         raise TypeError(f"a DynamoDB number is given as a str, not {type(text).__name__}")
@@ -901,9 +811,8 @@ cdef Py_ssize_t _number_size(object text) except -1:
     # point = integral + exponent - leading.  Shifting point by 2 shifts both pair indexes by 1,
     # so only its parity enters the difference (this keeps huge exponents exact).
     parity = (parity + integral - leading) & 1
-    first_pair = ds_floordiv(parity - 1, 2)
-    last_pair = ds_floordiv(parity - significant, 2)
-    return first_pair - last_pair + 2 + (1 if negative else 0)
+    pairs = ds_floordiv(parity - 1, 2) - ds_floordiv(parity - significant, 2) + 1
+    return 1 + pairs + (1 if negative and pairs < _MAX_NUMBER_BYTES - 1 else 0)
 
 
 cdef inline char _digit_at(const char* s, Py_ssize_t int_start, Py_ssize_t integral,
@@ -917,8 +826,9 @@ def number_size(text):
     """Bytes DynamoDB counts for a number given as its decimal string.
 
     DynamoDB stores numbers as base-100 digit pairs aligned on the decimal point, after
-    dropping leading and trailing zero pairs, plus one exponent byte, plus one byte for a
-    negative number; zero takes one byte.  Raises ``ValueError`` for a malformed number.
+    dropping leading and trailing zero pairs, plus one exponent byte, plus a terminator byte
+    for a negative number unless its pairs fill all 20 (``MAX_NUMBER_BYTES``); zero takes one
+    byte.  Raises ``ValueError`` for a malformed number.
     """
     return _number_size(text)
 

@@ -226,7 +226,8 @@ PUBLIC_FUNCTIONS = ["encode_session", "decode_session", "pack_session", "unpack_
                     "read_units"]
 PUBLIC_CONSTANTS = ["MAX_ITEM_BYTES", "WRITE_UNIT_BYTES", "READ_UNIT_BYTES", "PAYLOAD_MAGIC",
                     "FORMAT_VERSION", "CODEC_NONE", "CODEC_ZLIB", "HEADER_BYTES", "MAX_DEPTH",
-                    "MAX_INFLATED_BYTES", "ZLIB_LEVEL", "BACKOFF_MODES"]
+                    "MAX_INFLATED_BYTES", "ZLIB_LEVEL", "BACKOFF_MODES", "MAX_PACKED_BYTES",
+                    "MAX_NUMBER_BYTES"]
 BACKOFF_API = ["start", "next_delay_microseconds", "remaining_seconds", "wait"]
 
 
@@ -512,6 +513,29 @@ def test_property_item_size_matches_the_twin(item: dict[str, Any]) -> None:
     expected = _core_py.item_size(item)
     for core in _cores():
         assert core.item_size(item) == expected
+
+
+# Sizes DynamoDB Local charged (tests/test_item_size_dynamodb_local.py measures them at unit
+# boundaries): a negative number whose digits fill all 20 base-100 pairs has no terminator.
+MEASURED_NUMBER_SIZES = [
+    ("0", 1), ("-0", 1), ("1", 2), ("-1", 3), ("-123", 4), ("-0.5", 3), (".5", 2), ("5.", 2),
+    ("1E-130", 2), ("-1E-130", 3), ("9.9999999999999999999999999999999999999E+125", 20),
+    ("-9.9999999999999999999999999999999999999E+125", 21), ("-" + "1" * 37, 21),
+    ("-" + "1" * 36, 20), ("-3.2816838659626943959804484237041101727", 21),
+    ("-32.816838659626943959804484237041101727", 21),
+    ("-1.0000000000000000000000000000000000001", 21),
+    ("-0.0005208093972980635139693716487059640235", 21),
+    ("-8.529196110011284036545326151675810026E-112", 21),
+    ("-100000000000000000000000000000000000010", 21), ("-241777.631", 7),
+    ("-17439.15000806360837783533740", 16), ("+0.2586834497869073662", 11),
+    ("+1682.88360759838675650889957903289218", 19), ("1.70434E-41", 4),
+]
+
+
+@pytest.mark.parametrize(("text", "size"), MEASURED_NUMBER_SIZES)
+def test_number_size_is_what_dynamodb_local_charged(core: ModuleType, text: str,
+                                                    size: int) -> None:
+    assert core.number_size(text) == size
 
 
 @pytest.mark.parametrize(

@@ -36,12 +36,14 @@ write_units = core.write_units
 read_units = core.read_units
 LockRetryBackoff = core.LockRetryBackoff
 MAX_ITEM_BYTES = core.MAX_ITEM_BYTES
+MAX_PACKED_BYTES = core.MAX_PACKED_BYTES
 WRITE_UNIT_BYTES = core.WRITE_UNIT_BYTES
 READ_UNIT_BYTES = core.READ_UNIT_BYTES
 
 __all__ = [
     "IMPLEMENTATION",
     "MAX_ITEM_BYTES",
+    "MAX_PACKED_BYTES",
     "NO_EXTENSIONS",
     "READ_UNIT_BYTES",
     "WRITE_UNIT_BYTES",

@@ -11,7 +11,6 @@ test suite runs every test against both.  Three parts of the hot path live here:
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
 import secrets
 import time
@@ -21,34 +20,58 @@ from typing import Any
 
 import msgpack
 
-from .errors import CorruptSession, SessionEncodeError
+from ._rules import (
+    CODEC_NONE,
+    CODEC_ZLIB,
+    EPOCH,
+    FORMAT_VERSION,
+    HEADER_BYTES,
+    MAX_DEPTH,
+    MAX_INFLATED_BYTES,
+    MAX_ITEM_BYTES,
+    MAX_NUMBER_BYTES,
+    MAX_PACKED_BYTES,
+    PAYLOAD_MAGIC,
+    READ_UNIT_BYTES,
+    WRITE_UNIT_BYTES,
+    ZLIB_LEVEL,
+    as_dict,
+    check_session,
+    payload_view,
+    raise_encode_error,
+    raise_too_large,
+)
+from .errors import CorruptSession
 
-# --- DynamoDB limits (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/) -------
-MAX_ITEM_BYTES = 409_600
-"""DynamoDB's item size limit: 400 KB, attribute names included."""
-WRITE_UNIT_BYTES = 1_024
-"""One write capacity unit covers up to 1 KB of item."""
-READ_UNIT_BYTES = 4_096
-"""One strongly consistent read capacity unit covers up to 4 KB of item."""
-
-# --- payload format ---------------------------------------------------------------------------
-PAYLOAD_MAGIC = 0xC1
-"""First byte of every payload: 0xC1 is never used by msgpack, so no bare msgpack is mistaken."""
-FORMAT_VERSION = 1
-CODEC_NONE = 0
-CODEC_ZLIB = 1
-HEADER_BYTES = 2
-MAX_DEPTH = 100
-"""Deepest nesting of lists and dicts accepted, the session dict itself counting as 1."""
-MAX_INFLATED_BYTES = 64 * 1024 * 1024
-"""A compressed payload may not inflate past this (a guard against decompression bombs)."""
-ZLIB_LEVEL = 1
+__all__ = [
+    "BACKOFF_MODES",
+    "CODEC_NONE",
+    "CODEC_ZLIB",
+    "FORMAT_VERSION",
+    "HEADER_BYTES",
+    "MAX_DEPTH",
+    "MAX_INFLATED_BYTES",
+    "MAX_ITEM_BYTES",
+    "MAX_NUMBER_BYTES",
+    "MAX_PACKED_BYTES",
+    "PAYLOAD_MAGIC",
+    "READ_UNIT_BYTES",
+    "WRITE_UNIT_BYTES",
+    "ZLIB_LEVEL",
+    "LockRetryBackoff",
+    "attribute_value_size",
+    "decode_session",
+    "encode_session",
+    "item_size",
+    "number_size",
+    "pack_session",
+    "read_units",
+    "unpack_session",
+    "write_units",
+]
 
 _HEADER_NONE = bytes((PAYLOAD_MAGIC, FORMAT_VERSION << 4 | CODEC_NONE))
 _HEADER_ZLIB = bytes((PAYLOAD_MAGIC, FORMAT_VERSION << 4 | CODEC_ZLIB))
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-_INT_MIN = -(1 << 63)
-_INT_MAX = (1 << 64) - 1
 _MASK64 = (1 << 64) - 1
 
 
@@ -58,120 +81,29 @@ _MASK64 = (1 << 64) - 1
 
 
 def _default(value: Any) -> Any:
-    # Only aware datetimes reach here: _check_encodable has validated everything else.
+    # Only aware datetimes in range reach here: check_session has validated everything else.
     # Integer arithmetic (not value.timestamp()) keeps microseconds exact far from the epoch.
-    delta = value - _EPOCH
+    delta = value - EPOCH
     return msgpack.Timestamp(delta.days * 86400 + delta.seconds, delta.microseconds * 1000)
-
-
-def _path(parent: str, key: object) -> str:
-    if isinstance(key, int):
-        return f"{parent}[{key}]"
-    return f"{parent}.{key}" if parent else str(key)
-
-
-def _check_encodable(value: Any, path: str, depth: int) -> None:
-    if value is None or isinstance(value, (str, bytes, bool, float)):
-        return
-    if isinstance(value, int):
-        if not _INT_MIN <= value <= _INT_MAX:
-            raise SessionEncodeError(
-                f"session value {path!r}: integer {value} is outside msgpack's 64-bit range; "
-                "store it as a string",
-                path,
-            )
-        return
-    if isinstance(value, dict):
-        if depth > MAX_DEPTH:
-            raise SessionEncodeError(
-                f"session value {path!r} is nested deeper than {MAX_DEPTH} levels", path
-            )
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise SessionEncodeError(
-                    f"session value {path!r}: dict key {key!r} is not a str; "
-                    "only str keys can be stored",
-                    _path(path, key),
-                )
-            _check_encodable(item, _path(path, key), depth + 1)
-        return
-    if isinstance(value, (list, tuple)):
-        if depth > MAX_DEPTH:
-            raise SessionEncodeError(
-                f"session value {path!r} is nested deeper than {MAX_DEPTH} levels", path
-            )
-        for index, item in enumerate(value):
-            _check_encodable(item, _path(path, index), depth + 1)
-        return
-    if isinstance(value, _dt.datetime):
-        if value.utcoffset() is None:
-            raise SessionEncodeError(
-                f"session value {path!r}: naive datetime {value!r} has no time zone; attach "
-                "one (e.g. tzinfo=datetime.timezone.utc) - it is stored as a UTC instant",
-                path,
-            )
-        return
-    raise SessionEncodeError(
-        f"session value {path!r} of type {type(value).__name__} cannot be stored; supported: "
-        "None, bool, int, float, str, bytes, list, tuple, dict with str keys, aware datetime",
-        path,
-    )
-
-
-def _unencodable_text_path(value: Any, path: str) -> str | None:
-    """The path of the first str (dict key or value) that UTF-8 cannot encode, if any."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return path
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = _unencodable_text_path(key, _path(path, key))
-            if found is None:
-                found = _unencodable_text_path(item, _path(path, key))
-            if found is not None:
-                return found
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            found = _unencodable_text_path(item, _path(path, index))
-            if found is not None:
-                return found
-    return None
-
-
-def _as_dict(data: Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(data, dict):
-        return data
-    if isinstance(data, Mapping):
-        return dict(data)
-    raise SessionEncodeError(
-        f"a session must be a mapping with str keys, not {type(data).__name__}", ""
-    )
 
 
 def pack_session(data: Mapping[str, Any]) -> bytes:
     """Encode a session mapping as plain msgpack (no header, no compression).
 
-    Raises :class:`SessionEncodeError` naming the key of the first value that cannot be stored.
+    Raises :class:`SessionEncodeError` naming the key of the first value that cannot be stored,
+    :class:`SessionTooLarge` when it packs to more than ``MAX_PACKED_BYTES``.
     """
-    session = _as_dict(data)
-    for key, value in session.items():
-        if not isinstance(key, str):
-            raise SessionEncodeError(
-                f"session key {key!r} is not a str; only str keys can be stored", repr(key)
-            )
-        _check_encodable(value, key, 2)
+    session = as_dict(data)
+    check_session(session)
     try:
         packed: bytes = msgpack.packb(session, use_bin_type=True, default=_default)
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError):
         # Types were validated above: what is left is a str that UTF-8 cannot encode (a lone
         # surrogate); name its key like the other errors do.
-        path = _unencodable_text_path(session, "")
-        if path is None:  # pragma: no cover - nothing else is known to fail here
-            raise SessionEncodeError(f"session cannot be encoded: {exc}", "") from exc
-        raise SessionEncodeError(f"session value {path!r} cannot be encoded: {exc}", path) from exc
+        raise_encode_error(session)
+        raise  # pragma: no cover - raise_encode_error always raises
+    if len(packed) > MAX_PACKED_BYTES:
+        raise_too_large(len(packed))
     return packed
 
 
@@ -184,7 +116,9 @@ def encode_session(
     (bin types, timestamp extension for aware datetimes).  ``overhead_bytes`` is the size of the
     rest of the item (key, expiry, lock attributes); with ``compress`` the payload is zlib-
     compressed only when that lowers the number of 1 KB write units the whole item needs.
-    Raises :class:`SessionEncodeError` naming the key of a value that cannot be stored.
+    Raises :class:`SessionEncodeError` naming the key of a value that cannot be stored, and
+    :class:`SessionTooLarge` for a session over ``MAX_PACKED_BYTES`` packed: whatever this
+    returns, :func:`decode_session` reads back.
     """
     raw = pack_session(data)
     total = len(raw) + HEADER_BYTES + overhead_bytes
@@ -214,6 +148,66 @@ def _check_decoded(value: Any, depth: int) -> None:
             _check_decoded(item, depth + 1)
 
 
+# Bytes after the type byte for msgpack's fixed-size forms, and the length-field width of the
+# sized ones (str/bin/ext: that many bytes follow; array/map: that many elements).
+_FIXED = {0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8,
+          0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8, 0xD4: 2, 0xD5: 3, 0xD6: 5, 0xD7: 9, 0xD8: 17}
+_SIZED = {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4}
+_EXT = {0xC7: 1, 0xC8: 2, 0xC9: 4}
+_ARRAY = {0xDC: 2, 0xDD: 4}
+_MAP = {0xDE: 2, 0xDF: 4}
+def _check_promises(data: bytes) -> None:
+    """Refuse container headers that promise more elements than bytes remain.
+
+    Every element takes at least one byte, so the elements promised by all containers still
+    open may not outnumber the bytes left; msgpack allocates an array's slots when it reads
+    its header, so this runs before it.  Only array16/32 headers (bytes 0xDC, 0xDD) can make
+    msgpack allocate more than 15 slots (it does not presize maps): when the lengths after all
+    such bytes add up to no more than the body's length, whatever they are, nothing more is
+    checked.
+    """
+    claimed = 0
+    for marker, width in ((0xDC, 2), (0xDD, 4)):
+        at = data.find(marker)
+        while at >= 0:
+            claimed += int.from_bytes(data[at + 1:at + 1 + width], "big")
+            at = data.find(marker, at + 1)
+    if claimed <= len(data):
+        return
+    end = len(data)
+    pos = 0
+    promised = 1  # values announced and not yet started
+    while promised and pos < end:
+        c = data[pos]
+        pos += 1
+        promised -= 1
+        if c <= 0x7F or c >= 0xE0:
+            continue
+        if c <= 0x8F:
+            promised += 2 * (c & 0x0F)
+        elif c <= 0x9F:
+            promised += c & 0x0F
+        elif c <= 0xBF:
+            pos += c & 0x1F
+        elif c in _FIXED:
+            pos += _FIXED[c]
+        else:
+            found = _SIZED.get(c) or _EXT.get(c) or _ARRAY.get(c) or _MAP.get(c)
+            if found is None:
+                raise CorruptSession(f"session payload has the reserved msgpack byte 0x{c:02x}")
+            width = found
+            n = int.from_bytes(data[pos:pos + width], "big")
+            pos += width
+            if c in _ARRAY:
+                promised += n
+            elif c in _MAP:
+                promised += 2 * n
+            else:
+                pos += n + (c in _EXT)
+        if promised > end - pos:
+            raise CorruptSession("session payload is truncated (a container runs past the end)")
+
+
 def _inflate(body: bytes | memoryview) -> bytes:
     inflater = zlib.decompressobj()
     try:
@@ -231,13 +225,23 @@ def unpack_session(body: bytes | bytearray | memoryview) -> dict[str, Any]:
     """Decode plain msgpack (no header) into a session dict.
 
     Raises :class:`CorruptSession` for anything that is not a msgpack map with str keys holding
-    supported values; never another exception.
+    supported values, or longer than ``MAX_PACKED_BYTES``; never another exception.  Memory and
+    time are linear in the body's length: every object built takes at least one byte of it,
+    and a container that promises more elements than bytes remain is refused before it is
+    allocated.
     """
+    data = body if type(body) is bytes else _flat_bytes(body)
+    if len(data) > MAX_PACKED_BYTES:
+        raise CorruptSession(f"session payload is longer than {MAX_PACKED_BYTES} bytes")
     try:
+        if 0xDC in data or 0xDD in data:  # an array16/32 header may be in there
+            _check_promises(data)
+        # strict_map_key: a non-str key is refused while parsing, even in a value that a later
+        # duplicate key replaces (as the compiled core does); bin keys are _check_decoded's.
         value = msgpack.unpackb(
-            body, raw=False, strict_map_key=False, timestamp=3, ext_hook=_reject_ext
+            data, raw=False, strict_map_key=True, timestamp=3, ext_hook=_reject_ext
         )
-    except CorruptSession:
+    except (CorruptSession, MemoryError):
         raise
     except Exception as exc:
         raise CorruptSession(f"session payload is not valid msgpack: {exc}") from exc
@@ -250,34 +254,38 @@ def unpack_session(body: bytes | bytearray | memoryview) -> dict[str, Any]:
     return value
 
 
+def _flat_bytes(body: object) -> bytes:
+    try:
+        view = memoryview(body)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:  # not a buffer, or a released memoryview
+        raise CorruptSession(f"session payload cannot be read as bytes: {exc}") from exc
+    if view.itemsize != 1:
+        raise CorruptSession("session payload must be a flat byte buffer")
+    return view.tobytes()
+
+
 def decode_session(payload: bytes | bytearray | memoryview) -> dict[str, Any]:
     """Decode bytes made by :func:`encode_session` back into a session dict.
 
     Datetimes come back as aware datetimes in UTC, tuples as lists.  Any malformed input
     (wrong type, truncated, wrong header, unknown version or codec, garbage, unsupported
-    types) raises :class:`CorruptSession` - never another exception.
+    types) raises :class:`CorruptSession` - never another exception.  Decoding is bounded by
+    the payload: a compressed one inflates to at most ``MAX_INFLATED_BYTES`` (and at most 1032
+    times its own length, deflate's limit), and no more objects are built than there are
+    msgpack bytes, so a stored item of n bytes costs O(min(1032 n, MAX_INFLATED_BYTES)) time
+    and memory (tests/test_codec_limits.py: at most 128 bytes of memory per msgpack byte).
     """
-    if not isinstance(payload, (bytes, bytearray, memoryview)):
-        raise CorruptSession(f"session payload must be bytes, not {type(payload).__name__}")
-    try:
-        view = memoryview(payload)
-    except ValueError as exc:  # a released memoryview
-        raise CorruptSession(f"session payload cannot be read: {exc}") from exc
-    if view.ndim != 1 or view.itemsize != 1:
-        raise CorruptSession("session payload must be a flat byte buffer")
-    if not view.c_contiguous:  # a strided view: zlib only reads contiguous memory
-        view = memoryview(view.tobytes())
-    if len(view) < HEADER_BYTES or view[0] != PAYLOAD_MAGIC:
+    data = payload if type(payload) is bytes else payload_view(payload).tobytes()
+    if len(data) < HEADER_BYTES or data[0] != PAYLOAD_MAGIC:
         raise CorruptSession("session payload has no dynamo-sessions header")
-    version, codec = view[1] >> 4, view[1] & 0x0F
+    version, codec = data[1] >> 4, data[1] & 0x0F
     if version != FORMAT_VERSION:
         raise CorruptSession(f"session payload format version {version} is not supported")
-    body = view[HEADER_BYTES:]
     if codec == CODEC_ZLIB:
-        return unpack_session(_inflate(body))
+        return unpack_session(_inflate(memoryview(data)[HEADER_BYTES:]))
     if codec != CODEC_NONE:
         raise CorruptSession(f"session payload codec {codec} is not supported")
-    return unpack_session(body)
+    return unpack_session(data[HEADER_BYTES:])
 
 
 # ==============================================================================================
@@ -291,8 +299,9 @@ def number_size(text: str) -> int:
     """Bytes DynamoDB counts for a number given as its decimal string.
 
     DynamoDB stores numbers as base-100 digit pairs aligned on the decimal point, after
-    dropping leading and trailing zero pairs, plus one exponent byte, plus one byte for a
-    negative number; zero takes one byte.  Raises ``ValueError`` for a malformed number.
+    dropping leading and trailing zero pairs, plus one exponent byte, plus a terminator byte
+    for a negative number unless its pairs fill all 20 (``MAX_NUMBER_BYTES``); zero takes one
+    byte.  Raises ``ValueError`` for a malformed number.
     """
     if not isinstance(text, str):
         raise TypeError(f"a DynamoDB number is given as a str, not {type(text).__name__}")
@@ -308,9 +317,9 @@ def number_size(text: str) -> int:
     stripped = stripped.rstrip("0")
     if not stripped:
         return 1
-    first_pair = (point - 1) // 2
-    last_pair = (point - len(stripped)) // 2
-    return first_pair - last_pair + 2 + (1 if sign == "-" else 0)
+    pairs = (point - 1) // 2 - (point - len(stripped)) // 2 + 1
+    terminator = sign == "-" and pairs < MAX_NUMBER_BYTES - 1
+    return 1 + pairs + terminator
 
 
 def _utf8_len(text: Any) -> int:
