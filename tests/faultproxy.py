@@ -36,6 +36,7 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -60,11 +61,13 @@ class _Request:
 
 
 class _Rule:
-    def __init__(self, kind: str, operation: str, count: int, contains: str) -> None:
+    def __init__(self, kind: str, operation: str, count: int, contains: str,
+                 then: Callable[[], Any] | None) -> None:
         self.kind = kind
         self.operation = operation
         self.count = count
         self.contains = contains
+        self.then = then
 
     def matches(self, request: _Request) -> bool:
         return self.count > 0 and request.operation == self.operation and (
@@ -103,13 +106,19 @@ class FaultProxy:
 
     # --- driving it ---------------------------------------------------------------------------
 
-    def script(self, kind: str, operation: str, count: int = 1, contains: str = "") -> None:
+    def script(self, kind: str, operation: str, count: int = 1, contains: str = "",
+               then: Callable[[], Any] | None = None) -> None:
         """The next ``count`` ``operation`` requests whose body contains ``contains`` get
-        ``kind`` (rules are consulted in the order they were added)."""
+        ``kind`` (rules are consulted in the order they were added).
+
+        ``then`` runs after the fault, before the client's connection is closed (or answered):
+        with ``drop_after`` it runs strictly between the applied request and the client's
+        retry - another request "right after" a write whose answer was lost.
+        """
         if kind not in KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; one of {KINDS}")
         with self._lock:
-            self._rules.append(_Rule(kind, operation, count, contains))
+            self._rules.append(_Rule(kind, operation, count, contains, then))
 
     def randomly(self, rates: dict[str, float], seed: int = 0,
                  operations: set[str] | None = None) -> None:
@@ -139,14 +148,15 @@ class FaultProxy:
         with self._lock:
             return dict(self.injected)
 
-    def _choose(self, request: _Request) -> str | None:
+    def _choose(self, request: _Request) -> tuple[str | None, Callable[[], Any] | None]:
         with self._lock:
             self.seen[request.operation] += 1
             kind: str | None = None
+            then = None
             for rule in self._rules:
                 if rule.matches(request):
                     rule.count -= 1
-                    kind = rule.kind
+                    kind, then = rule.kind, rule.then
                     break
             if kind is None and self._rates and (
                     self._random_operations is None
@@ -159,7 +169,7 @@ class FaultProxy:
                     draw -= rate
             if kind is not None:
                 self.injected[kind] += 1
-            return kind
+            return kind, then
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -226,10 +236,10 @@ class FaultProxy:
                 request = _read_request(reader)
                 if request is None:
                     return
-                kind = self._choose(request)
-                if kind in ("drop_before",):
-                    return
+                kind, then = self._choose(request)
                 if kind in ("http500", "throttle"):
+                    if then is not None:
+                        then()
                     client.sendall(self._error(kind))
                     continue
                 if kind in ("delay", "delay_late"):
@@ -237,13 +247,15 @@ class FaultProxy:
                     if kind == "delay_late":
                         _close(client)
                         upstream = self._forward(upstream, request)[0]
+                if kind in ("drop_after", "delay_after"):
+                    upstream, answer = self._forward(upstream, request)
+                    if kind == "delay_after":
+                        self._stopping.wait(self.delay_seconds)
+                if then is not None:
+                    then()
+                if kind is not None:
                     return
                 upstream, answer = self._forward(upstream, request)
-                if kind == "delay_after":
-                    self._stopping.wait(self.delay_seconds)
-                    return
-                if kind == "drop_after":
-                    return
                 client.sendall(answer)
         except OSError:
             return

@@ -29,7 +29,7 @@ ATTEMPTS = 3
 # A fragment of the JSON body of each request kind (Faults matches on it).
 DATA_WRITE = '":d"'
 LOCK_TAKE = '":until"'
-RELEASE = '"REMOVE #l, #lu"'
+RELEASE = '"REMOVE #l, #lu, #pe"'
 
 
 @pytest.fixture(autouse=True)

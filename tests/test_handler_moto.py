@@ -356,7 +356,8 @@ def test_pessimistic_lock_sets_expires_so_ttl_spares_the_holder(moto_client: Any
     other = new_session_id()
     handler.read(other)  # a new session: a lock-only item, with an expiry
     item = stored(handler, other)
-    assert item is not None and set(item) == {"id", "lock", "lock_until_ms", "expires"}
+    assert item is not None and set(item) == {"id", "lock", "lock_until_ms", "prior_expires",
+                                              "expires"}
     handler.close()
     assert stored(handler, other) is None
 

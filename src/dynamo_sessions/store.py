@@ -44,11 +44,24 @@ DATA = "data"
 EXPIRES = "expires"
 LOCK = "lock"
 LOCK_UNTIL_MS = "lock_until_ms"
+PRIOR_EXPIRES = "prior_expires"
+"""While locked: the ``expires`` the item had before the lock was taken (NULL: none), so that
+a lock take whose answer was lost still tells an expired session from a live one, and a failed
+read restores it; removed with the lock."""
 VERSION = "version"
+WRITES = "writes"
+"""Optimistic mode: the tokens of the last writes, newest first, ``_WRITE_TOKEN_BYTES`` each;
+entry ``i`` made version ``version - i``.  A write whose answer was lost finds its own token
+there on retry instead of merging and writing again."""
+
+_WRITE_TOKEN_BYTES = 4
+_WRITE_HISTORY = 4  # entries kept: a lost write is recognised after up to 3 writes by others
+_LEASE_MARGIN_MS = 1000
 
 _LOCK_TOKEN_BYTES = 22  # secrets.token_urlsafe(16)
 _LOCK_BYTES = (len(LOCK) + _LOCK_TOKEN_BYTES + len(LOCK_UNTIL_MS)
-               + _core.number_size("9" * 13))  # epoch milliseconds until the year 2286
+               + _core.number_size("9" * 13)  # epoch milliseconds until the year 2286
+               + len(PRIOR_EXPIRES) + _core.number_size("9" * 10))
 _SESSION_ID = re.compile(r"[A-Za-z0-9_\-.,~:]{1,256}")
 
 
@@ -80,6 +93,10 @@ class LoadedSession:
     expires: int | None = None
     version: int | None = None
     lock_token: str | None = None
+    lock_until_ms: int | None = None
+    """This request's lease ends then (its own clock), while it holds the lock."""
+    writes: bytes = b""
+    """The stored write tokens (optimistic mode), as read."""
     item_exists: bool = False
     """An item is stored under the key (possibly a lock-only or expired one)."""
     lock_wait_seconds: float = 0.0
@@ -92,6 +109,11 @@ class LoadedSession:
 
 def _is_condition_failure(exc: ClientError) -> bool:
     return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+
+
+def _retried(exc: ClientError) -> bool:
+    """botocore sent this call more than once: an earlier attempt may have been applied."""
+    return bool(exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
 
 
 class SessionStore:
@@ -213,6 +235,8 @@ class SessionStore:
         session.expires = int(float(expires["N"])) if expires else None
         version = item.get(VERSION)
         session.version = int(version["N"]) if version else None
+        writes = item.get(WRITES)
+        session.writes = bytes(writes["B"]) if writes else b""
         now = self.clock()
         if session.expires is not None and session.expires < now:
             if expire and self.config.delete_expired_on_read:
@@ -298,6 +322,8 @@ class SessionStore:
                 + len(EXPIRES) + _core.number_size(str(expires)))
         if session.version is not None or self.locking == "optimistic":
             size += len(VERSION) + _core.number_size(str((session.version or 0) + 1))
+        if self.locking == "optimistic":
+            size += len(WRITES) + _WRITE_HISTORY * _WRITE_TOKEN_BYTES
         return size
 
     def _expiry_due(self, session: LoadedSession, now: float) -> bool:
@@ -384,20 +410,29 @@ class SessionStore:
                                   ":now": {"N": str(int(now))}}
         update = "SET #d = :d, #e = :e"
         if self.locking == "optimistic":
-            update += ", #v = :v"
-            names["#v"] = VERSION
-            values[":v"] = {"N": "1"}
+            update += ", #v = :v, #w = :w"
+            names.update({"#v": VERSION, "#w": WRITES})
+            session.writes = _next_writes(secrets.token_bytes(_WRITE_TOKEN_BYTES), b"")
+            values.update({":v": {"N": "1"}, ":w": {"B": session.writes}})
         try:
             self._call(
                 "UpdateItem", self.client.update_item, Key=self._key(key),
                 UpdateExpression=update,
                 ConditionExpression="attribute_not_exists(#k) OR #e < :now",
                 ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if _is_condition_failure(exc):
-                raise SessionExists(f"a session with id {log_id(session_id)}... exists") from exc
-            raise
+            if not _is_condition_failure(exc):
+                raise
+            # The id is new and unknown to anyone else until this request answers: an item
+            # holding exactly this write is this call's own earlier attempt (answer lost).
+            found = exc.response.get("Item") or {}
+            if not (_retried(exc) and found.get(DATA) == values[":d"]
+                    and found.get(EXPIRES) == values[":e"]
+                    and found.get(WRITES, values.get(":w")) == values.get(":w")):
+                raise SessionExists(
+                    f"a session with id {log_id(session_id)}... exists") from exc
         self._stored(session, payload, expires)
         session.version = 1 if self.locking == "optimistic" else None
         return session
@@ -442,10 +477,12 @@ class OptimisticSessionStore(SessionStore):
                 newer = self._newest(session)
                 if newer is not None:
                     payload = self._merge(session, newer, expires)
-            names = {"#d": DATA, "#e": EXPIRES, "#v": VERSION}
+            names = {"#d": DATA, "#e": EXPIRES, "#v": VERSION, "#w": WRITES}
+            new_version = (session.version or 0) + 1
+            token = secrets.token_bytes(_WRITE_TOKEN_BYTES)
             values: dict[str, Any] = {
                 ":d": {"B": payload}, ":e": {"N": str(expires)},
-                ":nv": {"N": str((session.version or 0) + 1)},
+                ":nv": {"N": str(new_version)}, ":w": {"B": _next_writes(token, session.writes)},
             }
             if session.version is None and session.item_exists:
                 condition = "attribute_exists(#k) AND attribute_not_exists(#v)"
@@ -461,17 +498,26 @@ class OptimisticSessionStore(SessionStore):
             try:
                 self._call(
                     "UpdateItem", self.client.update_item, Key=self._key(session.key),
-                    UpdateExpression="SET #d = :d, #e = :e, #v = :nv",
+                    UpdateExpression="SET #d = :d, #e = :e, #v = :nv, #w = :w",
                     ConditionExpression=condition, ExpressionAttributeNames=names,
                     ExpressionAttributeValues=values,
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
-                self._stored(session, payload, expires)
-                session.version = (session.version or 0) + 1
-                return
             except ClientError as exc:
                 if not _is_condition_failure(exc):
                     raise
+                found = exc.response.get("Item")
+                if found is not None and _own_version(found, new_version, token):
+                    # Applied by an earlier attempt whose answer was lost: not again.
+                    self._stored_version(session, payload, expires, values[":w"]["B"])
+                    return
+                if _retried(exc) and found is not None and not _tells_versions(
+                        found, new_version):
+                    raise SessionConflict(
+                        f"session {log_id(session.session_id)}: a write whose answer was lost "
+                        f"was followed by {_WRITE_HISTORY} or more writes of other requests "
+                        "before its retry; whether it was applied cannot be told - it is not "
+                        "written again") from exc
                 self.metrics.add(conflicts=1)
                 if backoff is None:
                     backoff = self._backoff()
@@ -479,6 +525,9 @@ class OptimisticSessionStore(SessionStore):
                 newer = exc.response.get("Item")
                 if newer is None:
                     newer = self._newest(session)
+            else:
+                self._stored_version(session, payload, expires, values[":w"]["B"])
+                return
             if newer is None:
                 if not session.item_exists:
                     continue  # an expired item was deleted meanwhile: create afresh
@@ -493,6 +542,12 @@ class OptimisticSessionStore(SessionStore):
             f"under concurrent writes (max_write_retries={config.max_write_retries}, "
             f"max_lock_wait_seconds={config.max_lock_wait_seconds}); nothing was written"
         )
+
+    def _stored_version(self, session: LoadedSession, payload: bytes, expires: int,
+                        writes: bytes) -> None:
+        self._stored(session, payload, expires)
+        session.version = (session.version or 0) + 1
+        session.writes = writes
 
     def _newest(self, session: LoadedSession) -> dict[str, Any] | None:
         """The item as stored now (a consistent read), after a lost race."""
@@ -513,6 +568,7 @@ class OptimisticSessionStore(SessionStore):
             merged.pop(key, None)
         session.payload = base.payload
         session.version = base.version
+        session.writes = base.writes
         session.item_exists = True
         session.data = merged
         self.metrics.add(merges=1)
@@ -590,14 +646,18 @@ class PessimisticSessionStore(SessionStore):
                 # TTL cannot delete the item under the holder and an orphaned lock expires.
                 # On failure the item comes back too (no extra charge): it sizes the WCU
                 # DynamoDB charges for the failed attempt but does not report.
+                # The old expiry is kept in the item while locked (PRIOR_EXPIRES, NULL for none).
                 response = self._call(
                     "UpdateItem", self.client.update_item, Key=self._key(key),
-                    UpdateExpression="SET #l = :t, #lu = :until, #e = :e",
+                    UpdateExpression=("SET #l = :t, #lu = :until, #pe = if_not_exists(#e, :null),"
+                                      " #e = :e"),
                     ConditionExpression="attribute_not_exists(#l) OR #lu < :now",
-                    ExpressionAttributeNames={"#l": LOCK, "#lu": LOCK_UNTIL_MS, "#e": EXPIRES},
+                    ExpressionAttributeNames={"#l": LOCK, "#lu": LOCK_UNTIL_MS, "#e": EXPIRES,
+                                              "#pe": PRIOR_EXPIRES},
                     ExpressionAttributeValues={
                         ":t": {"S": token}, ":until": {"N": str(now_ms + lease_ms)},
                         ":now": {"N": str(now_ms)}, ":e": {"N": str(expires)},
+                        ":null": {"NULL": True},
                     },
                     ReturnValues="ALL_OLD", ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
@@ -605,6 +665,12 @@ class PessimisticSessionStore(SessionStore):
             except ClientError as exc:
                 if not _is_condition_failure(exc):
                     raise
+                found = exc.response.get("Item")
+                if found is not None and found.get(LOCK) == {"S": token}:
+                    # Our own earlier attempt took it (its answer was lost): the item as it
+                    # was before is the one found, less the lock, with its old expiry back.
+                    response = {"Attributes": _before_lock(found)}
+                    break
             retries += 1
             if not backoff.wait():
                 waited = backoff.slept_seconds
@@ -620,14 +686,15 @@ class PessimisticSessionStore(SessionStore):
         if retries:
             self.metrics.add(lock_waits=retries, lock_wait_seconds=waited)
         session = LoadedSession(session_id=session_id, key=key, data={}, lock_token=token,
-                                item_exists=True, lock_wait_seconds=waited, expires=expires)
+                                item_exists=True, lock_wait_seconds=waited, expires=expires,
+                                lock_until_ms=now_ms + lease_ms)
         old = response.get("Attributes")
         if old:
             try:
                 loaded = self._from_item(session_id, key, old, expire=False)
             except CorruptSession:
                 # Keep the undecodable item as it is (no delete): only give the lock back.
-                self._update_owned(session, "REMOVE #l, #lu", {}, {}, raise_lost=False)
+                self._update_owned(session, "REMOVE #l, #lu, #pe", {}, {}, raise_lost=False)
                 raise
             session.data, session.payload = loaded.data, loaded.payload
         self._report("lock", session, before, calls, lock_wait_seconds=waited, retries=retries)
@@ -640,7 +707,7 @@ class PessimisticSessionStore(SessionStore):
 
     def _write(self, session: LoadedSession, payload: bytes, expires: int) -> None:
         self._update_owned(
-            session, "SET #d = :d, #e = :e REMOVE #l, #lu",
+            session, "SET #d = :d, #e = :e REMOVE #l, #lu, #pe",
             {":d": {"B": payload}, ":e": {"N": str(expires)}}, {"#d": DATA, "#e": EXPIRES},
             raise_lost=True,
         )
@@ -648,24 +715,44 @@ class PessimisticSessionStore(SessionStore):
 
     def _refresh(self, session: LoadedSession, expires: int) -> None:
         # Releasing is a write anyway: refreshing the expiry in it costs nothing more.
-        self._update_owned(session, "SET #e = :e REMOVE #l, #lu", {":e": {"N": str(expires)}},
+        self._update_owned(session, "SET #e = :e REMOVE #l, #lu, #pe", {":e": {"N": str(expires)}},
                            {"#e": EXPIRES}, raise_lost=False)
         session.expires = expires
 
+    def _own_attempt_applied(self, session: LoadedSession, exc: ClientError,
+                             retried: bool = False) -> bool:
+        """A call conditional on this request's lock found the lock gone: was it removed by
+        an earlier attempt of this very call (applied, its answer lost, then retried)?
+
+        Only a retried call can have been applied before.  While this request's lease runs
+        (by its clock, with a margin), nobody else may take the lock (a take needs it absent
+        or expired), so the one thing that removes it is this request's own write - unless
+        the item is gone (a destroy elsewhere): then nothing can be told, and it was not.
+        """
+        if not (retried or _retried(exc)) or exc.response.get("Item") is None:
+            return False
+        until = session.lock_until_ms
+        return until is not None and self.clock() * 1000 < until - _LEASE_MARGIN_MS
+
     def _update_owned(self, session: LoadedSession, update: str, values: dict[str, Any],
-                      names: dict[str, str], raise_lost: bool) -> None:
+                      names: dict[str, str], raise_lost: bool, retried: bool = False) -> None:
         if session.lock_token is None:
             raise LockLost(f"session {log_id(session.session_id)} is not locked by this request")
         try:
             self._call(
                 "UpdateItem", self.client.update_item, Key=self._key(session.key),
                 UpdateExpression=update, ConditionExpression="#l = :t",
-                ExpressionAttributeNames={"#l": LOCK, "#lu": LOCK_UNTIL_MS, **names},
+                ExpressionAttributeNames={"#l": LOCK, "#lu": LOCK_UNTIL_MS, "#pe": PRIOR_EXPIRES,
+                                          **names},
                 ExpressionAttributeValues={":t": {"S": session.lock_token}, **values},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
             if not _is_condition_failure(exc):
                 raise
+            if self._own_attempt_applied(session, exc, retried):
+                session.lock_token = None
+                return
             session.lock_token = None
             if raise_lost:
                 raise LockLost(
@@ -686,11 +773,15 @@ class PessimisticSessionStore(SessionStore):
                 "DeleteItem", self.client.delete_item, Key=self._key(session.key),
                 ConditionExpression="#l = :t", ExpressionAttributeNames={"#l": LOCK},
                 ExpressionAttributeValues={":t": {"S": session.lock_token}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
             if not _is_condition_failure(exc):
                 raise
             session.lock_token = None
+            if exc.response.get("Item") is None or self._own_attempt_applied(session, exc):
+                self._gone(session)  # gone, as this delete wanted (by it or by another)
+                return
             raise LockLost(
                 f"session {log_id(session.session_id)}: lock lease lost before delete"
             ) from exc
@@ -712,11 +803,49 @@ class PessimisticSessionStore(SessionStore):
                     logger.warning("session %s: lock lease was lost before release",
                                    log_id(session.session_id))
             else:
-                self._update_owned(session, "REMOVE #l, #lu", {}, {}, raise_lost=False)
+                self._update_owned(session, "REMOVE #l, #lu, #pe", {}, {}, raise_lost=False)
         except Exception:
             logger.exception("session %s: could not release the lock; it expires by its lease",
                              log_id(session.session_id))
             session.lock_token = None
+
+
+def _next_writes(token: bytes, writes: bytes) -> bytes:
+    """The write tokens after a write with ``token`` on an item holding ``writes``: always
+    ``_WRITE_HISTORY`` entries (zeros for none), so an item does not grow as it is written."""
+    size = _WRITE_HISTORY * _WRITE_TOKEN_BYTES
+    return (token + writes)[:size].ljust(size, b"\0")
+
+
+def _own_version(item: dict[str, Any], version: int, token: bytes) -> bool:
+    """``item`` shows that the write of ``version`` with ``token`` was applied."""
+    try:
+        stored = int(item[VERSION]["N"])
+        writes = bytes(item[WRITES]["B"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    start = (stored - version) * _WRITE_TOKEN_BYTES
+    return start >= 0 and writes[start:start + _WRITE_TOKEN_BYTES] == token
+
+
+def _tells_versions(item: dict[str, Any], version: int) -> bool:
+    """``item`` can tell whether ``version`` was written by a given token (or it is older)."""
+    try:
+        stored = int(item[VERSION]["N"])
+    except (KeyError, TypeError, ValueError):
+        return True  # no version: not a write of ours
+    writes = item.get(WRITES, {}).get("B", b"")
+    return stored < version or (stored - version) * _WRITE_TOKEN_BYTES < len(writes)
+
+
+def _before_lock(item: dict[str, Any]) -> dict[str, Any]:
+    """The item as it was before this request's lock take: no lock, its old expiry."""
+    old = {name: value for name, value in item.items()
+           if name not in (LOCK, LOCK_UNTIL_MS, PRIOR_EXPIRES, EXPIRES)}
+    prior = item.get(PRIOR_EXPIRES)
+    if prior is not None and "NULL" not in prior:
+        old[EXPIRES] = prior
+    return old
 
 
 STORES: dict[str, type[SessionStore]] = {
