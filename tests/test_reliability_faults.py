@@ -262,3 +262,46 @@ def test_lost_lock_take_then_another_waits(setup: Setup) -> None:
     assert [type(exc).__name__ for exc in refused] == ["LockTimeout"]
     assert unlocked(setup.item(handler, sid))
     assert stored_session(setup, "pessimistic", sid) == {"n": 2}
+
+
+@pytest.mark.parametrize("others", [3, 4])
+def test_lost_optimistic_write_then_several_writes(setup: Setup, others: int) -> None:
+    """The write tokens kept in the item tell our write apart after up to 3 writes by others;
+    after 4 it cannot be told, and the write is neither repeated nor reported as done."""
+    from dynamo_sessions import SessionConflict
+
+    handler = setup.handler("optimistic")
+    sid = new_session_id()
+    handler.write(sid, {"k": 0})
+    assert handler.read(sid) == {"k": 0}
+    def then() -> None:
+        for n in range(1, others + 1):
+            other_writes(setup, "optimistic", sid, "other", n)()
+
+    setup.proxy.script("drop_after", "UpdateItem", 1, DATA_WRITE, then=then)
+    if others < 4:
+        handler.write(sid, {"k": 1})
+    else:
+        with pytest.raises(SessionConflict, match="cannot be told"):
+            handler.write(sid, {"k": 1})
+    assert version(setup.item(handler, sid)) == 2 + others  # ours applied once, theirs
+    assert stored_session(setup, "optimistic", sid) == {"k": 1, "other": others}
+
+
+@pytest.mark.parametrize("mode", ["pessimistic", "optimistic"])
+def test_late_duplicate_of_a_write(setup: Setup, mode: str) -> None:
+    """The original lands after botocore's retry (``delay_late``): the late copy of a
+    conditional write finds its condition gone and changes nothing, whether it lands before
+    or after the next write.  (In ``none`` mode the write is unconditional: a late copy landing
+    after the next write undoes it.)"""
+    handler = setup.handler(mode)
+    sid = new_session_id()
+    handler.write(sid, {"n": 1})
+    handler.read(sid)
+    setup.proxy.script("delay_late", "UpdateItem", 1, DATA_WRITE)
+    handler.write(sid, {"n": 2})
+    handler.read(sid)
+    handler.write(sid, {"n": 3})
+    setup.settle()
+    assert unlocked(setup.item(handler, sid))
+    assert stored_session(setup, mode, sid) == {"n": 3}
