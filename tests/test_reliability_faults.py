@@ -305,3 +305,22 @@ def test_late_duplicate_of_a_write(setup: Setup, mode: str) -> None:
     setup.settle()
     assert unlocked(setup.item(handler, sid))
     assert stored_session(setup, mode, sid) == {"n": 3}
+
+
+@pytest.mark.parametrize("kind", ["throttle", "http500", "drop_before"])
+def test_failed_save_and_release_leave_no_lock(setup: Setup, kind: str) -> None:
+    """The save and its release both fail past botocore's attempts: the release gets a second
+    round and the lock is given back, instead of blocking the session for the whole lease."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    handler = setup.handler("pessimistic")
+    sid = new_session_id()
+    handler.write(sid, {"n": 1})
+    handler.read(sid)
+    setup.proxy.script(kind, "UpdateItem", ATTEMPTS, DATA_WRITE)
+    setup.proxy.script(kind, "UpdateItem", ATTEMPTS, RELEASE_ONLY)
+    with pytest.raises((ClientError, BotoCoreError)):
+        handler.write(sid, {"n": 2})
+    assert setup.proxy.counts() == {kind: 2 * ATTEMPTS}
+    assert unlocked(setup.item(handler, sid))
+    assert stored_session(setup, "pessimistic", sid) == {"n": 1}

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from . import _core
 from .config import SessionConfig, make_client
@@ -57,6 +59,9 @@ there on retry instead of merging and writing again."""
 _WRITE_TOKEN_BYTES = 4
 _WRITE_HISTORY = 4  # entries kept: a lost write is recognised after up to 3 writes by others
 _LEASE_MARGIN_MS = 1000
+_RELEASE_ROUNDS = 2  # rounds of botocore's attempts a lock release gets
+_TRANSIENT_CODES = {"ThrottlingException", "ProvisionedThroughputExceededException",
+                    "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable"}
 
 _LOCK_TOKEN_BYTES = 22  # secrets.token_urlsafe(16)
 _LOCK_BYTES = (len(LOCK) + _LOCK_TOKEN_BYTES + len(LOCK_UNTIL_MS)
@@ -109,6 +114,14 @@ class LoadedSession:
 
 def _is_condition_failure(exc: ClientError) -> bool:
     return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+
+
+def _transient(exc: BaseException) -> bool:
+    """A fault that passes (throttling, 5xx, the network), not an answer about the item."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return exc.response.get("Error", {}).get("Code") in _TRANSIENT_CODES or status >= 500
+    return isinstance(exc, (HTTPClientError, BotoConnectionError))
 
 
 def _retried(exc: ClientError) -> bool:
@@ -231,12 +244,9 @@ class SessionStore:
         if item is None:
             return session
         session.item_exists = True
-        expires = item.get(EXPIRES)
-        session.expires = int(float(expires["N"])) if expires else None
-        version = item.get(VERSION)
-        session.version = int(version["N"]) if version else None
-        writes = item.get(WRITES)
-        session.writes = bytes(writes["B"]) if writes else b""
+        session.expires = _number(item, EXPIRES, session_id)
+        session.version = _number(item, VERSION, session_id, integer=True)
+        session.writes = _binary(item, WRITES, session_id) or b""
         now = self.clock()
         if session.expires is not None and session.expires < now:
             if expire and self.config.delete_expired_on_read:
@@ -245,17 +255,10 @@ class SessionStore:
                 session.version = None  # a later write creates the item afresh
             session.expires = None
             return session
-        stored = item.get(DATA)
-        if stored is not None:
-            payload = stored.get("B")
-            if payload is None:
-                raise CorruptSession(
-                    f"session {log_id(session_id)}: the data attribute is of type "
-                    f"{next(iter(stored), '?')}, not binary (B) - an item written by another "
-                    "serializer (PHP's serialize()?) cannot be read; nothing was changed"
-                )
+        payload = _binary(item, DATA, session_id)
+        if payload is not None:
             session.data = _core.decode_session(payload)
-            session.payload = bytes(payload)
+            session.payload = payload
         return session
 
     def _delete_if_expired(self, key: str, now: float) -> None:
@@ -389,8 +392,8 @@ class SessionStore:
         item = response.get("Item")
         if item is None:
             return False
-        expires = item.get(EXPIRES)
-        return expires is None or int(float(expires["N"])) >= self.clock()
+        expires = _number(item, EXPIRES, session_id)
+        return expires is None or expires >= self.clock()
 
     def create(self, session_id: str, data: Mapping[str, Any]) -> LoadedSession:
         """Store a new session only if no live item has that id (else :class:`SessionExists`)."""
@@ -651,13 +654,15 @@ class PessimisticSessionStore(SessionStore):
                     "UpdateItem", self.client.update_item, Key=self._key(key),
                     UpdateExpression=("SET #l = :t, #lu = :until, #pe = if_not_exists(#e, :null),"
                                       " #e = :e"),
-                    ConditionExpression="attribute_not_exists(#l) OR #lu < :now",
+                    # A lease that is not a number (written badly elsewhere) never ends: taken.
+                    ConditionExpression=("attribute_not_exists(#l) OR #lu < :now OR "
+                                         "(attribute_exists(#lu) AND NOT attribute_type(#lu, :n))"),
                     ExpressionAttributeNames={"#l": LOCK, "#lu": LOCK_UNTIL_MS, "#e": EXPIRES,
                                               "#pe": PRIOR_EXPIRES},
                     ExpressionAttributeValues={
                         ":t": {"S": token}, ":until": {"N": str(now_ms + lease_ms)},
                         ":now": {"N": str(now_ms)}, ":e": {"N": str(expires)},
-                        ":null": {"NULL": True},
+                        ":null": {"NULL": True}, ":n": {"S": "N"},
                     },
                     ReturnValues="ALL_OLD", ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
@@ -693,8 +698,13 @@ class PessimisticSessionStore(SessionStore):
             try:
                 loaded = self._from_item(session_id, key, old, expire=False)
             except CorruptSession:
-                # Keep the undecodable item as it is (no delete): only give the lock back.
-                self._update_owned(session, "REMOVE #l, #lu, #pe", {}, {}, raise_lost=False)
+                # Keep the undecodable item as it was (no delete, its old expiry back, so a
+                # broken session still expires): only give the lock back.
+                if EXPIRES in old:
+                    self._release(session, "SET #e = :e REMOVE #l, #lu, #pe",
+                                  {":e": old[EXPIRES]}, {"#e": EXPIRES})
+                else:
+                    self._release(session, "REMOVE #l, #lu, #pe, #e", {}, {"#e": EXPIRES})
                 raise
             session.data, session.payload = loaded.data, loaded.payload
         self._report("lock", session, before, calls, lock_wait_seconds=waited, retries=retries)
@@ -765,7 +775,7 @@ class PessimisticSessionStore(SessionStore):
             return
         session.lock_token = None
 
-    def _delete_for_save(self, session: LoadedSession) -> None:
+    def _delete_for_save(self, session: LoadedSession, retried: bool = False) -> None:
         if session.lock_token is None:
             raise LockLost(f"session {log_id(session.session_id)} is not locked by this request")
         try:
@@ -779,7 +789,8 @@ class PessimisticSessionStore(SessionStore):
             if not _is_condition_failure(exc):
                 raise
             session.lock_token = None
-            if exc.response.get("Item") is None or self._own_attempt_applied(session, exc):
+            if exc.response.get("Item") is None or self._own_attempt_applied(session, exc,
+                                                                             retried):
                 self._gone(session)  # gone, as this delete wanted (by it or by another)
                 return
             raise LockLost(
@@ -795,19 +806,78 @@ class PessimisticSessionStore(SessionStore):
         """
         if session.lock_token is None:
             return
-        try:
-            if session.payload is None:
-                try:
-                    self._delete_for_save(session)
-                except LockLost:
-                    logger.warning("session %s: lock lease was lost before release",
-                                   log_id(session.session_id))
-            else:
-                self._update_owned(session, "REMOVE #l, #lu, #pe", {}, {}, raise_lost=False)
-        except Exception:
-            logger.exception("session %s: could not release the lock; it expires by its lease",
-                             log_id(session.session_id))
-            session.lock_token = None
+        self._release(session, "REMOVE #l, #lu, #pe", {}, {}, session.payload is None)
+
+    def _release(self, session: LoadedSession, update: str, values: dict[str, Any],
+                 names: dict[str, str], lock_only: bool = False) -> None:
+        """Give the lock back with ``update`` (a ``lock_only`` item is deleted); never raises.
+
+        A release that botocore gave up on (throttled, 5xx, network) - typically right after
+        a save that failed the same way - is tried for another ``_RELEASE_ROUNDS - 1`` rounds
+        of botocore's attempts, after a pause of ``max_lock_retry_microseconds``: a lock left
+        behind blocks every request on the session until its lease ends.  A later round
+        that finds its own earlier round applied counts as released.
+        """
+        pause = self.config.max_lock_retry_microseconds / 1e6
+        for round_ in range(_RELEASE_ROUNDS):
+            try:
+                if lock_only:
+                    try:
+                        self._delete_for_save(session, retried=round_ > 0)
+                    except LockLost:
+                        logger.warning("session %s: lock lease was lost before release",
+                                       log_id(session.session_id))
+                else:
+                    self._update_owned(session, update, values, names, raise_lost=False,
+                                       retried=round_ > 0)
+                return
+            except Exception as exc:
+                if round_ + 1 < _RELEASE_ROUNDS and _transient(exc):
+                    logger.warning("session %s: lock release failed (%s); trying again",
+                                   log_id(session.session_id), type(exc).__name__)
+                    self.sleep(pause)
+                    continue
+                logger.exception("session %s: could not release the lock; it expires by its "
+                                 "lease", log_id(session.session_id))
+                session.lock_token = None
+                return
+
+
+def _malformed(session_id: str, name: str, value: Any, expected: str) -> CorruptSession:
+    shown = next(iter(value), "?") if isinstance(value, dict) else type(value).__name__
+    return CorruptSession(
+        f"session {log_id(session_id)}: the {name} attribute ({shown}) is not {expected} - an "
+        "item written by someone else (another serializer, PHP's serialize(), a hand edit) "
+        "cannot be read; nothing was changed"
+    )
+
+
+def _number(item: dict[str, Any], name: str, session_id: str,
+            integer: bool = False) -> int | None:
+    """The integer in number attribute ``name`` (None when absent); else CorruptSession."""
+    value = item.get(name)
+    if value is None:
+        return None
+    text = value.get("N") if isinstance(value, dict) and len(value) == 1 else None
+    expected = "a whole number >= 0" if integer else "a number of epoch seconds"
+    try:
+        number = float(text) if isinstance(text, str) else math.nan
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or (integer and (number != int(number) or number < 0)):
+        raise _malformed(session_id, name, value, expected)
+    return int(number)
+
+
+def _binary(item: dict[str, Any], name: str, session_id: str) -> bytes | None:
+    """The bytes of binary attribute ``name`` (None when absent); else CorruptSession."""
+    value = item.get(name)
+    if value is None:
+        return None
+    data = value.get("B") if isinstance(value, dict) and len(value) == 1 else None
+    if not isinstance(data, (bytes, bytearray)):
+        raise _malformed(session_id, name, value, "binary (B)")
+    return bytes(data)
 
 
 def _next_writes(token: bytes, writes: bytes) -> bytes:
