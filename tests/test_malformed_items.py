@@ -12,8 +12,8 @@ import pytest
 
 from dynamo_sessions import CorruptSession, SessionConfig, SessionHandler, new_session_id
 
-from .conftest import make_table
 from .handler_support import raw_item
+from .test_handler_dynamodb_local import table as table  # the fixture
 
 pytestmark = pytest.mark.dynamodb_local
 
@@ -33,12 +33,6 @@ HOSTILE: dict[str, dict[str, Any]] = {
     "data-truncated": {"data": "truncate"},
     "writes-string": {"writes": {"S": "abcd"}},
 }
-
-
-@pytest.fixture
-def table(ddb_local_client: Any, table_name: str) -> str:
-    make_table(ddb_local_client, table_name)
-    return table_name
 
 
 @pytest.mark.parametrize("hostile", sorted(HOSTILE))

@@ -40,7 +40,7 @@ from .errors import (
     SessionTooLarge,
     TableNotFound,
 )
-from .metrics import Metrics, OperationMetrics, emit, logger
+from .metrics import Metrics, OperationMetrics, Tally, current_tally, emit, logger
 
 DATA = "data"
 EXPIRES = "expires"
@@ -124,9 +124,13 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, (HTTPClientError, BotoConnectionError))
 
 
+def _http_retries(response: dict[str, Any]) -> int:
+    return int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0)
+
+
 def _retried(exc: ClientError) -> bool:
     """botocore sent this call more than once: an earlier attempt may have been applied."""
-    return bool(exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
+    return _http_retries(exc.response) > 0
 
 
 class SessionStore:
@@ -179,7 +183,8 @@ class SessionStore:
         try:
             response: dict[str, Any] = method(**kwargs)
         except ClientError as exc:
-            self.metrics.add_call(api, exc.response.get("ConsumedCapacity"))
+            self.metrics.add_call(api, exc.response.get("ConsumedCapacity"),
+                                  _http_retries(exc.response))
             if _is_condition_failure(exc) and not exc.response.get("ConsumedCapacity"):
                 # Charged by the size of the item found (at least 1 WCU), but not reported.
                 found = exc.response.get("Item")
@@ -189,24 +194,38 @@ class SessionStore:
             if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
                 raise TableNotFound(self._table) from exc
             raise
-        self.metrics.add_call(api, response.get("ConsumedCapacity"))
+        self.metrics.add_call(api, response.get("ConsumedCapacity"), _http_retries(response))
         return response
 
-    def _report(self, operation: str, session: LoadedSession | str, before: tuple[float, float],
-                calls: int, **extra: Any) -> None:
-        self.metrics.add_operation(operation)
+    def _begin(self) -> Tally:
+        """Start one operation's figures: this thread's (or task's) calls add to them."""
+        tally = Tally()
+        current_tally.set(tally)
+        return tally
+
+    def _report(self, operation: str, session: LoadedSession | str, tally: Tally,
+                **extra: Any) -> None:
+        """Count ``operation`` and hand its own figures (``tally``) to the hook."""
+        current_tally.set(None)
+        self.metrics.add_operation("error" if extra.get("outcome") == "error" else operation)
         hook = self.config.on_operation
         if hook is None:
             return
         sid = session.session_id if isinstance(session, LoadedSession) else session
+        extra.setdefault("retries", tally.retries)
         emit(hook, OperationMetrics(
-            operation=operation,
-            session=log_id(sid) if sid else "",
-            read_units=self.metrics.read_units - before[0],
-            write_units=self.metrics.write_units - before[1],
-            calls=calls,
-            **extra,
+            operation=operation, session=log_id(sid) if sid else "",
+            read_units=tally.read_units, write_units=tally.write_units, calls=tally.calls,
+            http_retries=tally.http_retries, failed_writes=tally.failed_writes,
+            failed_write_units=tally.failed_write_units, **extra,
         ))
+
+    def _conflict(self) -> None:
+        """An optimistic write found a newer version: it is merged and tried again."""
+        self.metrics.add(conflicts=1)
+        tally = current_tally.get()
+        if tally is not None:
+            tally.retries += 1
 
     def _backoff(self) -> Any:
         """The compiled retry schedule for one lock wait or one contended optimistic write."""
@@ -217,9 +236,6 @@ class SessionStore:
             clock=self.monotonic, sleep=self.sleep,
         )
 
-    def _units(self) -> tuple[float, float]:
-        return self.metrics.read_units, self.metrics.write_units
-
     # --- load ---------------------------------------------------------------------------------
 
     def load(self, session_id: str) -> LoadedSession:
@@ -229,13 +245,17 @@ class SessionStore:
         is never silently replaced by an empty session.
         """
         key = self.item_key(session_id)
-        before = self._units()
-        response = self._call(
-            "GetItem", self.client.get_item, Key=self._key(key),
-            ConsistentRead=self.config.consistent_read,
-        )
-        session = self._from_item(session_id, key, response.get("Item"))
-        self._report("read", session, before, 1)
+        tally = self._begin()
+        try:
+            response = self._call(
+                "GetItem", self.client.get_item, Key=self._key(key),
+                ConsistentRead=self.config.consistent_read,
+            )
+            session = self._from_item(session_id, key, response.get("Item"))
+        except BaseException:
+            self._report("read", session_id, tally, outcome="error")
+            raise
+        self._report("read", session, tally)
         return session
 
     def _from_item(self, session_id: str, key: str, item: dict[str, Any] | None,
@@ -285,13 +305,14 @@ class SessionStore:
         """
         if data is not None:
             session.data = dict(data)
-        before = self._units()
+        tally = self._begin()
         try:
             outcome = self._save(session)
         except BaseException:
             self.release(session)
+            self._report("write", session, tally, outcome="error")
             raise
-        self._report(outcome, session, before, 1 if outcome != "unchanged" else 0)
+        self._report(outcome, session, tally)
         return True
 
     def _save(self, session: LoadedSession) -> str:
@@ -377,18 +398,25 @@ class SessionStore:
 
     def delete(self, session_id: str) -> bool:
         """Delete a session (logout, ``session_destroy``); True whether or not it existed."""
-        before = self._units()
-        self._call("DeleteItem", self.client.delete_item, Key=self._key(self.item_key(session_id)))
-        self._report("delete", session_id, before, 1)
+        tally = self._begin()
+        try:
+            self._call("DeleteItem", self.client.delete_item,
+                       Key=self._key(self.item_key(session_id)))
+        except BaseException:
+            self._report("delete", session_id, tally, outcome="error")
+            raise
+        self._report("delete", session_id, tally)
         return True
 
     def exists(self, session_id: str) -> bool:
         """True when a live (unexpired) session is stored under ``session_id``."""
+        tally = self._begin()
         response = self._call(
             "GetItem", self.client.get_item, Key=self._key(self.item_key(session_id)),
             ConsistentRead=self.config.consistent_read,
             ProjectionExpression="#e", ExpressionAttributeNames={"#e": EXPIRES},
         )
+        self._report("exists", session_id, tally)
         item = response.get("Item")
         if item is None:
             return False
@@ -417,6 +445,7 @@ class SessionStore:
             names.update({"#v": VERSION, "#w": WRITES})
             session.writes = _next_writes(secrets.token_bytes(_WRITE_TOKEN_BYTES), b"")
             values.update({":v": {"N": "1"}, ":w": {"B": session.writes}})
+        tally = self._begin()
         try:
             self._call(
                 "UpdateItem", self.client.update_item, Key=self._key(key),
@@ -426,16 +455,19 @@ class SessionStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if not _is_condition_failure(exc):
-                raise
             # The id is new and unknown to anyone else until this request answers: an item
             # holding exactly this write is this call's own earlier attempt (answer lost).
             found = exc.response.get("Item") or {}
-            if not (_retried(exc) and found.get(DATA) == values[":d"]
-                    and found.get(EXPIRES) == values[":e"]
-                    and found.get(WRITES, values.get(":w")) == values.get(":w")):
-                raise SessionExists(
-                    f"a session with id {log_id(session_id)}... exists") from exc
+            own = (_is_condition_failure(exc) and _retried(exc)
+                   and found.get(DATA) == values[":d"] and found.get(EXPIRES) == values[":e"]
+                   and found.get(WRITES, values.get(":w")) == values.get(":w"))
+            if not own:
+                self._report("create", session, tally, outcome="error")
+                if _is_condition_failure(exc):
+                    raise SessionExists(
+                        f"a session with id {log_id(session_id)}... exists") from exc
+                raise
+        self._report("create", session, tally)
         self._stored(session, payload, expires)
         session.version = 1 if self.locking == "optimistic" else None
         return session
@@ -521,7 +553,7 @@ class OptimisticSessionStore(SessionStore):
                         f"was followed by {_WRITE_HISTORY} or more writes of other requests "
                         "before its retry; whether it was applied cannot be told - it is not "
                         "written again") from exc
-                self.metrics.add(conflicts=1)
+                self._conflict()
                 if backoff is None:
                     backoff = self._backoff()
                 wait = attempt >= 1 and not waited
@@ -597,7 +629,7 @@ class OptimisticSessionStore(SessionStore):
             except ClientError as exc:
                 if not _is_condition_failure(exc):
                     raise
-                self.metrics.add(conflicts=1)
+                self._conflict()
                 newer = exc.response.get("Item")
                 if newer is None:
                     newer = self._newest(session)
@@ -635,14 +667,13 @@ class PessimisticSessionStore(SessionStore):
         token = secrets.token_urlsafe(16)  # _LOCK_TOKEN_BYTES characters
         config = self.config
         backoff = self._backoff()
-        before = self._units()
-        calls = retries = 0
+        tally = self._begin()
+        retries = 0
         lease_ms = int(config.lock_lease_seconds * 1000)
         while True:
             now = self.clock()
             now_ms = int(now * 1000)
             expires = int(now) + self._lifetime
-            calls += 1
             try:
                 # ALL_OLD tells what was stored (its own expiry included: an expired session
                 # reads as absent) and nothing for a new item; ``expires`` is always set, so
@@ -669,6 +700,7 @@ class PessimisticSessionStore(SessionStore):
                 break
             except ClientError as exc:
                 if not _is_condition_failure(exc):
+                    self._report("lock", session_id, tally, outcome="error")
                     raise
                 found = exc.response.get("Item")
                 if found is not None and found.get(LOCK) == {"S": token}:
@@ -677,11 +709,12 @@ class PessimisticSessionStore(SessionStore):
                     response = {"Attributes": _before_lock(found)}
                     break
             retries += 1
+            tally.retries = retries
             if not backoff.wait():
                 waited = backoff.slept_seconds
                 self.metrics.add(lock_waits=retries, lock_wait_seconds=waited, lock_timeouts=1)
-                self._report("lock", session_id, before, calls, lock_wait_seconds=waited,
-                             retries=retries, outcome="timeout")
+                self._report("lock", session_id, tally, lock_wait_seconds=waited,
+                             outcome="timeout")
                 raise LockTimeout(
                     f"session {log_id(session_id)} stayed locked for {waited:.2f}s "
                     f"(max_lock_wait_seconds={config.max_lock_wait_seconds}); no session data "
@@ -705,9 +738,11 @@ class PessimisticSessionStore(SessionStore):
                                   {":e": old[EXPIRES]}, {"#e": EXPIRES})
                 else:
                     self._release(session, "REMOVE #l, #lu, #pe, #e", {}, {"#e": EXPIRES})
+                self._report("lock", session, tally, lock_wait_seconds=waited,
+                             outcome="error")
                 raise
             session.data, session.payload = loaded.data, loaded.payload
-        self._report("lock", session, before, calls, lock_wait_seconds=waited, retries=retries)
+        self._report("lock", session, tally, lock_wait_seconds=waited)
         return session
 
     def _overhead(self, session: LoadedSession, expires: int) -> int:
@@ -806,7 +841,9 @@ class PessimisticSessionStore(SessionStore):
         """
         if session.lock_token is None:
             return
+        tally = self._begin()
         self._release(session, "REMOVE #l, #lu, #pe", {}, {}, session.payload is None)
+        self._report("release", session, tally)
 
     def _release(self, session: LoadedSession, update: str, values: dict[str, Any],
                  names: dict[str, str], lock_only: bool = False) -> None:
