@@ -241,6 +241,23 @@ def test_lost_save_then_another_write(setup: Setup, mode: str) -> None:
     assert stored_session(setup, mode, sid) == {"k": "theirs"}
 
 
+@pytest.mark.parametrize("mode", ["pessimistic", "optimistic"])
+def test_lost_logout_then_another_request(setup: Setup, mode: str) -> None:
+    """Our logout (the emptied session's delete) is applied; before botocore's retry another
+    request starts a session under the same id.  The retry is our own success; the other
+    request's new session is not deleted or merged into."""
+    handler = setup.handler(mode)
+    sid = new_session_id()
+    handler.write(sid, {"user": "jeremy"})
+    assert handler.read(sid) == {"user": "jeremy"}
+    setup.proxy.script("drop_after", "DeleteItem", 1,
+                       then=other_writes(setup, mode, sid, "new", 1))
+    handler.write(sid, {})
+    assert setup.proxy.counts() == {"drop_after": 1}
+    assert unlocked(setup.item(handler, sid))
+    assert stored_session(setup, mode, sid) == {"new": 1}
+
+
 def test_lost_lock_take_then_another_waits(setup: Setup) -> None:
     """Our lock is taken; another request tries before botocore's retry and is refused (the
     lock is ours); the retry recognises the lock as ours."""

@@ -527,8 +527,9 @@ class OptimisticSessionStore(SessionStore):
                 names["#k"] = self._hash_key
                 values[":now"] = {"N": str(int(self.clock()))}
             else:
-                condition = "#v = :v"
-                values[":v"] = {"N": str(session.version)}
+                condition, same_names, same_values = _same_version(session)
+                names.update(same_names)
+                values.update(same_values)
             tried += 1
             try:
                 self._call(
@@ -620,10 +621,11 @@ class OptimisticSessionStore(SessionStore):
                 if session.version is None:
                     self._call("DeleteItem", self.client.delete_item, Key=self._key(session.key))
                 else:
+                    condition, names, values = _same_version(session)
                     self._call(
                         "DeleteItem", self.client.delete_item, Key=self._key(session.key),
-                        ConditionExpression="#v = :v", ExpressionAttributeNames={"#v": VERSION},
-                        ExpressionAttributeValues={":v": {"N": str(session.version)}},
+                        ConditionExpression=condition, ExpressionAttributeNames=names,
+                        ExpressionAttributeValues=values,
                         ReturnValuesOnConditionCheckFailure="ALL_OLD",
                     )
             except ClientError as exc:
@@ -915,6 +917,19 @@ def _binary(item: dict[str, Any], name: str, session_id: str) -> bytes | None:
     if not isinstance(data, (bytes, bytearray)):
         raise _malformed(session_id, name, value, "binary (B)")
     return bytes(data)
+
+
+def _same_version(session: LoadedSession) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """A condition that the item is still the version read: its number and, when it has them,
+    its write tokens - a session deleted and written again up to the same number (a logout,
+    then a new session under the id) is another item, and is not overwritten or deleted."""
+    names = {"#v": VERSION}
+    values: dict[str, Any] = {":v": {"N": str(session.version)}}
+    if not session.writes:
+        return "#v = :v", names, values
+    names["#w"] = WRITES
+    values[":rw"] = {"B": session.writes}
+    return "#v = :v AND #w = :rw", names, values
 
 
 def _next_writes(token: bytes, writes: bytes) -> bytes:
