@@ -349,3 +349,32 @@ def _close(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
     sock.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.faultproxy UPSTREAM_URL [--seed N] [--delay-seconds S] [KIND=RATE ...]``
+
+    Runs the proxy in random mode for other processes: prints its endpoint URL on the first
+    line of stdout, runs until stdin closes, then prints the injected counts as JSON.
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m tests.faultproxy")
+    parser.add_argument("upstream_url")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--delay-seconds", type=float, default=1.0)
+    parser.add_argument("rates", nargs="*", help="KIND=RATE, e.g. drop_after=0.01")
+    args = parser.parse_intermixed_args(argv)
+    rates = {kind: float(rate) for kind, _, rate in (r.partition("=") for r in args.rates)}
+    with FaultProxy(args.upstream_url, delay_seconds=args.delay_seconds) as proxy:
+        proxy.randomly(rates, seed=args.seed)
+        print(proxy.endpoint_url, flush=True)
+        sys.stdin.read()
+        counts = proxy.counts()
+    print(json.dumps({"injected": counts, "seen": dict(proxy.seen)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

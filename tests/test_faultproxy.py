@@ -93,3 +93,29 @@ def test_random_mode_is_seeded_and_counted(fault_proxy: FaultProxy, ddb_local_cl
     assert set(counts) == {"http500", "throttle"}
     assert fault_proxy.seen["PutItem"] == 30 + sum(counts.values())
     assert stored(client, table_name) == "29"
+
+
+def test_runs_as_a_process_for_other_processes(dynamodb_local: Any, ddb_local_client: Any,
+                                               table_name: str) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    make_table(ddb_local_client, table_name)
+    root = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.faultproxy", dynamodb_local.endpoint_url, "--seed", "3",
+         "http500=0.5"], cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdin is not None
+    endpoint = process.stdout.readline().strip()
+    assert endpoint, process.stderr.read() if process.stderr else ""
+    client = local_client(endpoint, retries={"mode": "standard", "total_max_attempts": 20})
+    for n in range(10):
+        put(client, table_name, str(n))
+    process.stdin.close()
+    report = json.loads(process.stdout.readline())
+    assert process.wait(timeout=30) == 0
+    assert report["injected"]["http500"] == report["seen"]["PutItem"] - 10 > 0
+    assert stored(ddb_local_client, table_name) == "9"
