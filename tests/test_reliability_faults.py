@@ -341,3 +341,29 @@ def test_failed_save_and_release_leave_no_lock(setup: Setup, kind: str) -> None:
     assert setup.proxy.counts() == {kind: 2 * ATTEMPTS}
     assert unlocked(setup.item(handler, sid))
     assert stored_session(setup, "pessimistic", sid) == {"n": 1}
+
+
+@pytest.mark.parametrize("then", ["write", "logout"])
+def test_stale_tab_leaves_a_new_session_under_its_id_alone(setup: Setup, then: str) -> None:
+    """Tab A read version 1; the session was then deleted and a new one started under the same
+    id, up to version 1 again.  A's write (or logout) is not merged into, written over or
+    deleting the new session: it is another session (SessionGone / nothing to empty)."""
+    from dynamo_sessions import SessionGone
+
+    tab = setup.handler("optimistic")
+    sid = new_session_id()
+    tab.write(sid, {"user": "jeremy"})
+    assert tab.read(sid) == {"user": "jeremy"}
+    other = SessionHandler(SessionConfig(table_name=setup.table, locking="optimistic"),
+                           setup.direct)
+    other.open("", "PHPSESSID")
+    other.destroy(sid)
+    other.write(sid, {"new": 1})
+    assert version(setup.item(tab, sid)) == 1
+    if then == "write":
+        with pytest.raises(SessionGone):
+            tab.write(sid, {"user": "jeremy", "cart": [1]})
+    else:
+        tab.write(sid, {})
+    assert stored_session(setup, "optimistic", sid) == {"new": 1}
+    assert version(setup.item(tab, sid)) == 1

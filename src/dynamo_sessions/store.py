@@ -510,7 +510,7 @@ class OptimisticSessionStore(SessionStore):
                     break
                 self.metrics.add(write_retry_waits=1)
                 newer = self._newest(session)
-                if newer is not None:
+                if newer is not None and _descends(newer, session):
                     payload = self._merge(session, newer, expires)
             names = {"#d": DATA, "#e": EXPIRES, "#v": VERSION, "#w": WRITES}
             new_version = (session.version or 0) + 1
@@ -561,6 +561,8 @@ class OptimisticSessionStore(SessionStore):
                 newer = exc.response.get("Item")
                 if newer is None:
                     newer = self._newest(session)
+                if newer is not None and not _descends(newer, session):
+                    newer = None  # another session under this id: this one is gone
             else:
                 self._stored_version(session, payload, expires, values[":w"]["B"])
                 return
@@ -635,7 +637,9 @@ class OptimisticSessionStore(SessionStore):
                 newer = exc.response.get("Item")
                 if newer is None:
                     newer = self._newest(session)
-                if newer is None:  # deleted meanwhile: what this request wanted
+                # Deleted meanwhile (what this request wanted), or a new session under this
+                # id since: not this request's to empty.
+                if newer is None or not _descends(newer, session):
                     break
                 expires = int(self.clock()) + self._lifetime
                 payload = self._merge(session, newer, expires)
@@ -948,6 +952,25 @@ def _own_version(item: dict[str, Any], version: int, token: bytes) -> bool:
         return False
     start = (stored - version) * _WRITE_TOKEN_BYTES
     return start >= 0 and writes[start:start + _WRITE_TOKEN_BYTES] == token
+
+
+def _descends(item: dict[str, Any], session: LoadedSession) -> bool:
+    """``item`` is a later version of the one ``session`` read (or it cannot be told: no
+    tokens, or more writes since than the tokens cover) - not a session deleted and
+    started again under the same id, into which this request's changes must not go."""
+    if not session.writes or session.version is None:
+        return True
+    try:
+        stored = int(item[VERSION]["N"])
+        writes = bytes(item[WRITES]["B"])
+    except (KeyError, TypeError, ValueError):
+        return False  # the item read had tokens; one without is another item
+    start = (stored - session.version) * _WRITE_TOKEN_BYTES
+    if start < 0:
+        return False
+    if start >= len(writes):
+        return True
+    return writes[start:start + _WRITE_TOKEN_BYTES] == session.writes[:_WRITE_TOKEN_BYTES]
 
 
 def _tells_versions(item: dict[str, Any], version: int) -> bool:
