@@ -5,10 +5,17 @@ Three strategies share one item layout, compatible with the PHP handler's (hash 
 
 * ``SessionStore`` (``locking="none"``): one GetItem per load; last writer wins.
 * ``PessimisticSessionStore``: a lease lock. One conditional UpdateItem takes the lock
-  (``lock`` = a random owner token, ``lock_until_ms`` = its expiry) and returns the item; an
-  expired lease is taken over; saves and releases are conditional on still owning the lock.
-* ``OptimisticSessionStore``: ``version`` attribute; a save is conditional on the version read;
-  on conflict the keys this request changed are merged onto the newer session and retried.
+  (``lock`` = a random owner token, ``lock_until_ms`` = its expiry, ``prior_expires`` = the
+  expiry before the lock) and returns the item; an expired lease is taken over; saves and
+  releases are conditional on still owning the lock, and remove all three (an unlocked item
+  has no ``lock``, as in PHP).
+* ``OptimisticSessionStore``: ``version`` attribute and ``writes`` (the last writes' tokens); a
+  save is conditional on the version read; on conflict the keys this request changed are
+  merged onto the newer session and retried.
+
+Every call may have been applied although its answer was lost (botocore then retries it): the
+retry recognises its own lock token, write token or lease, and never reports its own success
+as a conflict, nor applies it twice.
 
 Strategies are chosen once, by :func:`create_store`.  A store is stateless between requests and
 safe to share across threads; per-request state lives in :class:`LoadedSession`.
