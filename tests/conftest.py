@@ -77,6 +77,15 @@ def moto_server() -> Iterator[EmbeddedMoto]:
 
 
 @pytest.fixture
+def fault_proxy(dynamodb_local: DynamoDBLocal) -> Iterator[Any]:
+    """A fault-injecting proxy (``tests/faultproxy.py``) in front of DynamoDB Local."""
+    from .faultproxy import FaultProxy
+
+    with FaultProxy(dynamodb_local.endpoint_url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
 def ddb_local_client(dynamodb_local: DynamoDBLocal) -> Any:
     return local_client(dynamodb_local.endpoint_url)
 

@@ -29,7 +29,7 @@ ATTEMPTS = 3
 # A fragment of the JSON body of each request kind (Faults matches on it).
 DATA_WRITE = '":d"'
 LOCK_TAKE = '":until"'
-RELEASE = '"REMOVE #l, #lu"'
+RELEASE = '"REMOVE #l, #lu, #pe"'
 
 
 @pytest.fixture(autouse=True)
@@ -135,10 +135,10 @@ def test_failed_release_blocks_nobody_past_the_lease(setup: Any) -> None:
     handler.write(sid, {"n": 1})
     handler.read(sid)
     faults.add("500", "UpdateItem", ATTEMPTS, DATA_WRITE)
-    faults.add("500", "UpdateItem", ATTEMPTS, RELEASE)
+    faults.add("500", "UpdateItem", 2 * ATTEMPTS, RELEASE)  # both rounds of the release
     with pytest.raises(ClientError):
         handler.write(sid, {"n": 2})
-    assert faults.injected == 2 * ATTEMPTS
+    assert faults.injected == 3 * ATTEMPTS
     assert "lock" in item(handler, sid)  # type: ignore[operator]
     other, _ = setup("pessimistic", clock, lock_lease_seconds=5.0, max_lock_wait_seconds=1.0)
     FakeTimer().install(other.store)

@@ -329,7 +329,7 @@ class CountingStore:
     def __init__(self) -> None:
         self.renewals = 0
 
-    def renew_lock(self, key: str, token: str) -> bool:
+    def renew_lock(self, key: str, token: str, session: object = None) -> bool:
         self.renewals += 1
         return True
 

@@ -148,9 +148,9 @@ def _check_hook(operations: list[OperationMetrics], ids: list[str]) -> None:
         assert metrics.session in hashed
         assert metrics.session not in ids
         assert metrics.read_units >= 0 and metrics.write_units >= 0
-    reads = [m for m in operations if m.operation == "read"]
+    reads = [m for m in operations if m.operation == "read" and m.outcome == "ok"]
     assert all(m.read_units > 0 and m.calls == 1 for m in reads)
-    writes = [m for m in operations if m.operation == "write"]
+    writes = [m for m in operations if m.operation == "write" and m.outcome == "ok"]
     assert all(m.write_units > 0 for m in writes)
     timeouts = [m for m in operations if m.operation == "lock" and m.outcome == "timeout"]
     assert len(timeouts) == 1

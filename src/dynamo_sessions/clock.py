@@ -188,6 +188,13 @@ def earliest(clock: Callable[[], float], client: Any) -> float:
     return clock()
 
 
+def latest(clock: Callable[[], float]) -> float:
+    """A time the server's clock has certainly not passed yet (:meth:`ServerClock.bounds`); a
+    plain callable (a test's simulated time) is taken as it is, as is an unsynced clock."""
+    bounds = clock.bounds() if isinstance(clock, ServerClock) else None
+    return clock() if bounds is None else bounds[1]
+
+
 def expiry_cutoff(clock: Callable[[], float], client: Any) -> float:
     """Items that expired before this are expired by the server's clock too (with
     ``EXPIRY_MARGIN_SECONDS``; a plain callable is taken as it is)."""

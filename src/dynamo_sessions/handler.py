@@ -17,6 +17,8 @@ from .config import SessionConfig
 from .metrics import Metrics
 from .store import LoadedSession, SessionStore, create_store
 
+_MAX_SESSION_NAMES = 64
+
 
 class SessionHandler:
     """DynamoDB session handler with the PHP handler's protocol and options.
@@ -31,9 +33,34 @@ class SessionHandler:
     def __init__(self, config: SessionConfig | None = None, client: Any = None,
                  clock: Callable[[], float] | None = None) -> None:
         self.config = config or SessionConfig()
-        self.store: SessionStore = create_store(self.config, client, clock=clock)
-        self.client = self.store.client
+        self._default: SessionStore = create_store(self.config, client, clock=clock)
+        self.client = self._default.client
         self._local = threading.local()
+        self._stores = {self._default.session_name: self._default}
+        self._stores_lock = threading.Lock()
+        self._first_opened: SessionStore | None = None
+
+    @property
+    def store(self) -> SessionStore:
+        """The store for the session name this thread last ``open()``-ed; in a thread that
+        never opened, the first name opened on the handler (``PHPSESSID`` before any).
+        Stores of different names share the client, clock and metrics."""
+        store: SessionStore | None = getattr(self._local, "store", None)
+        return store or self._first_opened or self._default
+
+    def _store_named(self, session_name: str) -> SessionStore:
+        with self._stores_lock:
+            store = self._stores.get(session_name)
+            if store is None:
+                base = self._default
+                store = create_store(self.config, base.client, session_name, base.clock)
+                store.metrics = base.metrics
+                store.monotonic, store.sleep = base.monotonic, base.sleep
+                if len(self._stores) >= _MAX_SESSION_NAMES:  # bounded: drop the oldest
+                    del self._stores[next(n for n in self._stores
+                                          if self._stores[n] is not base)]
+                self._stores[session_name] = store
+            return store
 
     @classmethod
     def factory(cls, options: Mapping[str, Any]) -> SessionHandler:
@@ -54,8 +81,11 @@ class SessionHandler:
     # --- protocol ---------------------------------------------------------------------------
 
     def open(self, save_path: str = "", session_name: str = "PHPSESSID") -> bool:
-        """Start using sessions named ``session_name`` (the key prefix); maybe run GC."""
-        self.store.session_name = session_name
+        """Start using sessions named ``session_name`` (the key prefix) in this thread; maybe
+        run GC.  Other threads keep their own names (the handler holds no per-request state)."""
+        self._local.store = self._store_named(session_name)
+        with self._stores_lock:
+            self._first_opened = self._first_opened or self._local.store
         config = self.config
         if config.automatic_gc and random.random() * config.gc_divisor < config.gc_probability:
             self.garbage_collect()

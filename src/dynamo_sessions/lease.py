@@ -35,8 +35,9 @@ retries)."""
 
 
 class Renewable(Protocol):
-    def renew_lock(self, key: str, token: str) -> bool:
-        """Extend the lease of ``token`` on ``key``; False when the lock is no longer ours."""
+    def renew_lock(self, key: str, token: str, session: Any = None) -> bool:
+        """Extend the lease of ``token`` on ``key`` (and say so in ``session``); False when the
+        lock is no longer ours."""
 
 
 @dataclasses.dataclass
@@ -114,7 +115,8 @@ class LeaseRenewer:
 
     def _renew(self, held: _Held) -> None:
         sent = self.monotonic()
-        if held.owner() is None:  # the request forgot its session without releasing it
+        owner = held.owner()
+        if owner is None:  # the request forgot its session without releasing it
             self.drop(held.token)
             return
         if sent > held.renew_until:
@@ -124,7 +126,7 @@ class LeaseRenewer:
             self.drop(held.token)
             return
         try:
-            ours = held.store.renew_lock(held.key, held.token)
+            ours = held.store.renew_lock(held.key, held.token, owner)
         except Exception:
             logger.warning("session %s: lock renewal failed; retrying in %ss", held.label,
                            RETRY_SECONDS, exc_info=True)

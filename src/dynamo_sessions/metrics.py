@@ -9,6 +9,7 @@ in ``failed_writes`` and ``failed_write_units`` (our estimate from the item's si
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import logging
 import threading
@@ -29,9 +30,41 @@ class OperationMetrics:
     read_units: float
     write_units: float
     calls: int
+    """DynamoDB calls this operation made (each as botocore sent it, however many attempts)."""
     lock_wait_seconds: float = 0.0
     retries: int = 0
+    """Attempts after the first: lock takes refused while waiting, optimistic writes that lost
+    a race and were merged and tried again."""
     outcome: str = "ok"
+    """``ok``, ``timeout`` (lock wait), ``error`` (the operation raised), ..."""
+    http_retries: int = 0
+    """Attempts botocore retried (throttling, 5xx, network) within those calls."""
+    failed_writes: int = 0
+    """Conditional writes refused by their condition (charged, not reported by DynamoDB)."""
+    failed_write_units: float = 0.0
+
+
+@dataclasses.dataclass
+class Tally:
+    """What one store operation's own calls cost, from each call's own response.
+
+    One per operation, made by the thread (or task) running it and never shared: figures from
+    other threads cannot leak into it, as they did when an operation reported the difference
+    of the store's shared counters.
+    """
+
+    calls: int = 0
+    http_retries: int = 0
+    retries: int = 0
+    read_units: float = 0.0
+    write_units: float = 0.0
+    failed_writes: int = 0
+    failed_write_units: float = 0.0
+
+
+current_tally: contextvars.ContextVar[Tally | None] = contextvars.ContextVar(
+    "dynamo_sessions_tally", default=None)
+"""The operation running in this thread or task; the store's calls add to it."""
 
 
 @dataclasses.dataclass
@@ -59,8 +92,9 @@ class Metrics:
     """Optimistic retries that waited (backoff) before writing again."""
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
-    def add_call(self, api: str, consumed: Any) -> tuple[float, float]:
-        """Count one DynamoDB call and its ``ConsumedCapacity``; return (RCU, WCU)."""
+    def add_call(self, api: str, consumed: Any, http_retries: int = 0) -> tuple[float, float]:
+        """Count one DynamoDB call and its ``ConsumedCapacity`` (in the totals and in the
+        running operation's tally); return (RCU, WCU)."""
         rcu = wcu = 0.0
         for entry in consumed if isinstance(consumed, list) else [consumed]:
             if not entry:
@@ -77,6 +111,12 @@ class Metrics:
             self.calls[api] = self.calls.get(api, 0) + 1
             self.read_units += rcu
             self.write_units += wcu
+        tally = current_tally.get()
+        if tally is not None:
+            tally.calls += 1
+            tally.http_retries += http_retries
+            tally.read_units += rcu
+            tally.write_units += wcu
         return rcu, wcu
 
     def add_failed_write(self, units: float) -> None:
@@ -84,6 +124,10 @@ class Metrics:
         with self._lock:
             self.failed_writes += 1
             self.failed_write_units += units
+        tally = current_tally.get()
+        if tally is not None:
+            tally.failed_writes += 1
+            tally.failed_write_units += units
 
     def add_operation(self, operation: str) -> None:
         with self._lock:

@@ -7,14 +7,20 @@ Three strategies share one item layout, compatible with the PHP handler's (hash 
   deleted session is never written back, and a session holding a counter
   (``LoadedSession.increment``) is written like an optimistic one.
 * ``PessimisticSessionStore``: a lease lock. One conditional UpdateItem takes the lock
-  (``lock`` = a random owner token, ``lock_until_ms`` = its expiry) and returns the item; an
-  expired lease is taken over; saves and releases are conditional on still owning the lock.
-* ``OptimisticSessionStore``: ``version`` attribute; a save is conditional on the version read;
-  on conflict this request's changes are merged with the newer session (three-way, per key:
-  ``merge.py``; counters as deltas) and retried.
+  (``lock`` = a random owner token, ``lock_until_ms`` = its expiry, ``prior_expires`` = the
+  expiry before the lock) and returns the item; an expired lease is taken over; saves and
+  releases are conditional on still owning the lock, and remove all three (an unlocked item
+  has no ``lock``, as in PHP).
+* ``OptimisticSessionStore``: ``version`` attribute and ``writes`` (the last writes' tokens); a
+  save is conditional on the version read; on conflict this request's changes are merged with
+  the newer session (three-way, per key: ``merge.py``; counters as deltas) and retried.
 
 A session moved to a new id (login) leaves a data-less ``moved`` marker at its old key
 (:meth:`SessionStore.retire`): that id is never served or written again.
+
+Every call may have been applied although its answer was lost (botocore then retries it): the
+retry recognises its own lock token, write token or lease, and never reports its own success
+as a conflict, nor applies it twice.
 
 Strategies are chosen once, by :func:`create_store`.  A store is stateless between requests and
 safe to share across threads; per-request state lives in :class:`LoadedSession`.
@@ -24,16 +30,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from . import _core
-from .clock import ServerClock, earliest, expiry_cutoff
+from .clock import ServerClock, earliest, expiry_cutoff, latest
 from .config import SessionConfig, make_client
 from .errors import (
     CorruptSession,
@@ -49,21 +57,37 @@ from .errors import (
 )
 from .lease import RENEWER
 from .merge import Number, is_number, merge
-from .metrics import Metrics, OperationMetrics, emit, logger
+from .metrics import Metrics, OperationMetrics, Tally, current_tally, emit, logger
 
 DATA = "data"
 EXPIRES = "expires"
 LOCK = "lock"
 LOCK_UNTIL_MS = "lock_until_ms"
+PRIOR_EXPIRES = "prior_expires"
+"""While locked: the ``expires`` the item had before the lock was taken (NULL: none), so that
+a lock take whose answer was lost still tells an expired session from a live one, and a failed
+read restores it; removed with the lock."""
 VERSION = "version"
 MOVED = "moved"
 MOVED_MARKER_SECONDS = 300
 """How long the data-less marker a moved session leaves at its old id lives: long enough for
 the requests in flight at login, which still carry the old cookie, to learn that it moved."""
+WRITES = "writes"
+"""Optimistic mode: the tokens of the last writes, newest first, ``_WRITE_TOKEN_BYTES`` each;
+entry ``i`` made version ``version - i``.  A write whose answer was lost finds its own token
+there on retry instead of merging and writing again."""
+
+_WRITE_TOKEN_BYTES = 4
+_WRITE_HISTORY = 4  # entries kept: a lost write is recognised after up to 3 writes by others
+_LEASE_MARGIN_MS = 1000
+_RELEASE_ROUNDS = 2  # rounds of botocore's attempts a lock release gets
+_TRANSIENT_CODES = {"ThrottlingException", "ProvisionedThroughputExceededException",
+                    "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable"}
 
 _LOCK_TOKEN_BYTES = 22  # secrets.token_urlsafe(16)
 _LOCK_BYTES = (len(LOCK) + _LOCK_TOKEN_BYTES + len(LOCK_UNTIL_MS)
-               + _core.number_size("9" * 13))  # epoch milliseconds until the year 2286
+               + _core.number_size("9" * 13)  # epoch milliseconds until the year 2286
+               + len(PRIOR_EXPIRES) + _core.number_size("9" * 10))
 _SESSION_ID = re.compile(r"[A-Za-z0-9_\-.,~:]{1,256}")
 
 
@@ -95,6 +119,10 @@ class LoadedSession:
     expires: int | None = None
     version: int | None = None
     lock_token: str | None = None
+    lock_until_ms: int | None = None
+    """This request's lease ends then (its own clock), while it holds the lock."""
+    writes: bytes = b""
+    """The stored write tokens (optimistic mode), as read."""
     item_exists: bool = False
     """An item is stored under the key (possibly a lock-only or expired one)."""
     lock_wait_seconds: float = 0.0
@@ -142,6 +170,23 @@ def _check_size(overhead: int, payload: bytes) -> None:
 
 def _is_condition_failure(exc: ClientError) -> bool:
     return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+
+
+def _transient(exc: BaseException) -> bool:
+    """A fault that passes (throttling, 5xx, the network), not an answer about the item."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return exc.response.get("Error", {}).get("Code") in _TRANSIENT_CODES or status >= 500
+    return isinstance(exc, (HTTPClientError, BotoConnectionError))
+
+
+def _http_retries(response: dict[str, Any]) -> int:
+    return int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0)
+
+
+def _retried(exc: ClientError) -> bool:
+    """botocore sent this call more than once: an earlier attempt may have been applied."""
+    return _http_retries(exc.response) > 0
 
 
 class SessionStore:
@@ -198,7 +243,8 @@ class SessionStore:
         try:
             response: dict[str, Any] = self._send(method, kwargs)
         except ClientError as exc:
-            self.metrics.add_call(api, exc.response.get("ConsumedCapacity"))
+            self.metrics.add_call(api, exc.response.get("ConsumedCapacity"),
+                                  _http_retries(exc.response))
             if _is_condition_failure(exc) and not exc.response.get("ConsumedCapacity"):
                 # Charged by the size of the item found (at least 1 WCU), but not reported.
                 found = exc.response.get("Item")
@@ -208,7 +254,7 @@ class SessionStore:
             if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
                 raise TableNotFound(self._table) from exc
             raise
-        self.metrics.add_call(api, response.get("ConsumedCapacity"))
+        self.metrics.add_call(api, response.get("ConsumedCapacity"), _http_retries(response))
         return response
 
     def _send(self, method: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
@@ -217,21 +263,35 @@ class SessionStore:
             return self.clock.call(method, **kwargs)
         return method(**kwargs)
 
-    def _report(self, operation: str, session: LoadedSession | str, before: tuple[float, float],
-                calls: int, **extra: Any) -> None:
-        self.metrics.add_operation(operation)
+    def _begin(self) -> Tally:
+        """Start one operation's figures: this thread's (or task's) calls add to them."""
+        tally = Tally()
+        current_tally.set(tally)
+        return tally
+
+    def _report(self, operation: str, session: LoadedSession | str, tally: Tally,
+                **extra: Any) -> None:
+        """Count ``operation`` and hand its own figures (``tally``) to the hook."""
+        current_tally.set(None)
+        self.metrics.add_operation("error" if extra.get("outcome") == "error" else operation)
         hook = self.config.on_operation
         if hook is None:
             return
         sid = session.session_id if isinstance(session, LoadedSession) else session
+        extra.setdefault("retries", tally.retries)
         emit(hook, OperationMetrics(
-            operation=operation,
-            session=log_id(sid) if sid else "",
-            read_units=self.metrics.read_units - before[0],
-            write_units=self.metrics.write_units - before[1],
-            calls=calls,
-            **extra,
+            operation=operation, session=log_id(sid) if sid else "",
+            read_units=tally.read_units, write_units=tally.write_units, calls=tally.calls,
+            http_retries=tally.http_retries, failed_writes=tally.failed_writes,
+            failed_write_units=tally.failed_write_units, **extra,
         ))
+
+    def _conflict(self) -> None:
+        """An optimistic write found a newer version: it is merged and tried again."""
+        self.metrics.add(conflicts=1)
+        tally = current_tally.get()
+        if tally is not None:
+            tally.retries += 1
 
     def _backoff(self) -> Any:
         """The compiled retry schedule for one lock wait or one contended optimistic write."""
@@ -242,9 +302,6 @@ class SessionStore:
             clock=self.monotonic, sleep=self.sleep,
         )
 
-    def _units(self) -> tuple[float, float]:
-        return self.metrics.read_units, self.metrics.write_units
-
     # --- load ---------------------------------------------------------------------------------
 
     def load(self, session_id: str) -> LoadedSession:
@@ -254,13 +311,17 @@ class SessionStore:
         is never silently replaced by an empty session.
         """
         key = self.item_key(session_id)
-        before = self._units()
-        response = self._call(
-            "GetItem", self.client.get_item, Key=self._key(key),
-            ConsistentRead=self.config.consistent_read,
-        )
-        session = self._from_item(session_id, key, response.get("Item"))
-        self._report("read", session, before, 1)
+        tally = self._begin()
+        try:
+            response = self._call(
+                "GetItem", self.client.get_item, Key=self._key(key),
+                ConsistentRead=self.config.consistent_read,
+            )
+            session = self._from_item(session_id, key, response.get("Item"))
+        except BaseException:
+            self._report("read", session_id, tally, outcome="error")
+            raise
+        self._report("read", session, tally)
         return session
 
     def _from_item(self, session_id: str, key: str, item: dict[str, Any] | None,
@@ -269,10 +330,9 @@ class SessionStore:
         if item is None:
             return session
         session.item_exists = True
-        expires = item.get(EXPIRES)
-        session.expires = int(float(expires["N"])) if expires else None
-        version = item.get(VERSION)
-        session.version = int(version["N"]) if version else None
+        session.expires = _number(item, EXPIRES, session_id)
+        session.version = _number(item, VERSION, session_id, integer=True)
+        session.writes = _binary(item, WRITES, session_id) or b""
         now = expiry_cutoff(self.clock, self.client)  # expired by the server's clock too
         if session.expires is not None and session.expires < now:
             if expire and self.config.delete_expired_on_read:
@@ -284,17 +344,10 @@ class SessionStore:
         if MOVED in item:
             session.moved = True  # a marker: no data, and its id is never served again
             return session
-        stored = item.get(DATA)
-        if stored is not None:
-            payload = stored.get("B")
-            if payload is None:
-                raise CorruptSession(
-                    f"session {log_id(session_id)}: the data attribute is of type "
-                    f"{next(iter(stored), '?')}, not binary (B) - an item written by another "
-                    "serializer (PHP's serialize()?) cannot be read; nothing was changed"
-                )
+        payload = _binary(item, DATA, session_id)
+        if payload is not None:
             session.data = _core.decode_session(payload)
-            session.payload = bytes(payload)
+            session.payload = payload
         return session
 
     def _delete_if_expired(self, key: str, now: float) -> None:
@@ -321,13 +374,14 @@ class SessionStore:
         """
         if data is not None:
             session.data = dict(data)
-        before = self._units()
+        tally = self._begin()
         try:
             outcome = self._save(session)
         except BaseException:
             self.release(session)
+            self._report("write", session, tally, outcome="error")
             raise
-        self._report(outcome, session, before, 1 if outcome != "unchanged" else 0)
+        self._report(outcome, session, tally)
         return True
 
     def _save(self, session: LoadedSession) -> str:
@@ -373,6 +427,8 @@ class SessionStore:
                 + len(EXPIRES) + _core.number_size(str(expires)))
         if self._versioned(session) or session.version is not None:
             size += len(VERSION) + _core.number_size(str((session.version or 0) + 1))
+        if self._versioned(session):
+            size += len(WRITES) + _WRITE_HISTORY * _WRITE_TOKEN_BYTES
         return size
 
     def _expiry_due(self, session: LoadedSession, now: float) -> bool:
@@ -422,7 +478,7 @@ class SessionStore:
         except ClientError as exc:
             if not _is_condition_failure(exc):
                 raise
-            self.metrics.add(conflicts=1)
+            self._conflict()
             return False, exc.response.get("Item") or self._newest(session)
         return True, None
 
@@ -454,12 +510,14 @@ class SessionStore:
                     break
                 self.metrics.add(write_retry_waits=1)
                 newer = self._newest(session)
-                if newer is not None:
+                if newer is not None and _descends(newer, session):
                     payload = self._merge(session, newer, expires)
-            names = {"#d": DATA, "#e": EXPIRES, "#v": VERSION}
+            names = {"#d": DATA, "#e": EXPIRES, "#v": VERSION, "#w": WRITES}
+            new_version = (session.version or 0) + 1
+            token = secrets.token_bytes(_WRITE_TOKEN_BYTES)
             values: dict[str, Any] = {
                 ":d": {"B": payload}, ":e": {"N": str(expires)},
-                ":nv": {"N": str((session.version or 0) + 1)},
+                ":nv": {"N": str(new_version)}, ":w": {"B": _next_writes(token, session.writes)},
             }
             if session.version is None and session.item_exists:
                 condition = ("attribute_exists(#k) AND attribute_not_exists(#v) "
@@ -471,30 +529,45 @@ class SessionStore:
                 names["#k"] = self._hash_key
                 values[":now"] = {"N": str(int(self.clock()))}
             else:
-                condition = "#v = :v"
-                values[":v"] = {"N": str(session.version)}
+                condition, same_names, same_values = _same_version(session)
+                names.update(same_names)
+                values.update(same_values)
             tried += 1
             try:
                 self._call(
                     "UpdateItem", self.client.update_item, Key=self._key(session.key),
-                    UpdateExpression="SET #d = :d, #e = :e, #v = :nv",
+                    UpdateExpression="SET #d = :d, #e = :e, #v = :nv, #w = :w",
                     ConditionExpression=condition, ExpressionAttributeNames=names,
                     ExpressionAttributeValues=values,
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
-                self._stored(session, payload, expires)
-                session.version = (session.version or 0) + 1
-                return
             except ClientError as exc:
                 if not _is_condition_failure(exc):
                     raise
-                self.metrics.add(conflicts=1)
+                found = exc.response.get("Item")
+                if found is not None and _own_version(found, new_version, token):
+                    # Applied by an earlier attempt whose answer was lost: not again.
+                    self._stored_version(session, payload, expires, values[":w"]["B"])
+                    return
+                if _retried(exc) and found is not None and not _tells_versions(
+                        found, new_version):
+                    raise SessionConflict(
+                        f"session {log_id(session.session_id)}: a write whose answer was lost "
+                        f"was followed by {_WRITE_HISTORY} or more writes of other requests "
+                        "before its retry; whether it was applied cannot be told - it is not "
+                        "written again") from exc
+                self._conflict()
                 if backoff is None:
                     backoff = self._backoff()
                 wait = attempt >= 1 and not waited
                 newer = exc.response.get("Item")
                 if newer is None:
                     newer = self._newest(session)
+                if newer is not None and not _descends(newer, session):
+                    newer = None  # another session under this id: this one is gone
+            else:
+                self._stored_version(session, payload, expires, values[":w"]["B"])
+                return
             if newer is None:
                 if not session.item_exists:
                     self._gone(session)
@@ -510,6 +583,12 @@ class SessionStore:
             f"under concurrent writes (max_write_retries={config.max_write_retries}, "
             f"max_lock_wait_seconds={config.max_lock_wait_seconds}); nothing was written"
         )
+
+    def _stored_version(self, session: LoadedSession, payload: bytes, expires: int,
+                        writes: bytes) -> None:
+        self._stored(session, payload, expires)
+        session.version = (session.version or 0) + 1
+        session.writes = writes
 
     def _newest(self, session: LoadedSession) -> dict[str, Any] | None:
         """The item as stored now (a consistent read), after a lost race."""
@@ -532,6 +611,7 @@ class SessionStore:
         merged = merge(original, session.data, base.data, session.increments)
         session.payload = base.payload
         session.version = base.version
+        session.writes = base.writes
         session.item_exists = True
         session.data = merged
         self.metrics.add(merges=1)
@@ -571,9 +651,14 @@ class SessionStore:
 
     def delete(self, session_id: str) -> bool:
         """Delete a session (logout, ``session_destroy``); True whether or not it existed."""
-        before = self._units()
-        self._call("DeleteItem", self.client.delete_item, Key=self._key(self.item_key(session_id)))
-        self._report("delete", session_id, before, 1)
+        tally = self._begin()
+        try:
+            self._call("DeleteItem", self.client.delete_item,
+                       Key=self._key(self.item_key(session_id)))
+        except BaseException:
+            self._report("delete", session_id, tally, outcome="error")
+            raise
+        self._report("delete", session_id, tally)
         return True
 
     def retire(self, old: LoadedSession, successor: LoadedSession) -> None:
@@ -606,12 +691,14 @@ class SessionStore:
             base = _core.decode_session(old.payload) if old.payload is not None else {}
             self._save_successor(successor, merge(base, successor.data, theirs.data))
             old.payload, old.version, old.item_exists = theirs.payload, theirs.version, True
+            old.writes = theirs.writes
         else:
             raise SessionConflict(
                 f"session {log_id(old.session_id)}: could not retire its old id under "
                 f"concurrent writes (max_write_retries={self.config.max_write_retries}); the "
                 "session is stored under its new id"
             )
+        RENEWER.drop(old.lock_token)
         old.lock_token = None
         self._gone(old)
 
@@ -619,9 +706,10 @@ class SessionStore:
                    values: dict[str, Any]) -> str:
         """A condition true while the item is as ``session`` read it (fills names/values)."""
         if session.version is not None:
-            names["#v"] = VERSION
-            values[":v"] = {"N": str(session.version)}
-            return "#v = :v"
+            condition, same_names, same_values = _same_version(session)
+            names.update(same_names)
+            values.update(same_values)
+            return condition
         names["#d"] = DATA
         if session.payload is not None:
             names["#v"] = VERSION
@@ -641,16 +729,18 @@ class SessionStore:
 
     def exists(self, session_id: str) -> bool:
         """True when a live (unexpired) session is stored under ``session_id``."""
+        tally = self._begin()
         response = self._call(
             "GetItem", self.client.get_item, Key=self._key(self.item_key(session_id)),
             ConsistentRead=self.config.consistent_read,
             ProjectionExpression="#e, #m", ExpressionAttributeNames={"#e": EXPIRES, "#m": MOVED},
         )
+        self._report("exists", session_id, tally)
         item = response.get("Item")
         if item is None or MOVED in item:
             return False
-        expires = item.get(EXPIRES)
-        return expires is None or int(float(expires["N"])) >= self.clock()
+        expires = _number(item, EXPIRES, session_id)
+        return expires is None or expires >= self.clock()
 
     def create(self, session_id: str, data: Mapping[str, Any]) -> LoadedSession:
         """Store a new session only if no live item has that id (else :class:`SessionExists`)."""
@@ -666,20 +756,33 @@ class SessionStore:
                                   ":now": {"N": str(int(now))}}
         update = "SET #d = :d, #e = :e"
         if self.locking == "optimistic":
-            update += ", #v = :v"
-            names["#v"] = VERSION
-            values[":v"] = {"N": "1"}
+            update += ", #v = :v, #w = :w"
+            names.update({"#v": VERSION, "#w": WRITES})
+            session.writes = _next_writes(secrets.token_bytes(_WRITE_TOKEN_BYTES), b"")
+            values.update({":v": {"N": "1"}, ":w": {"B": session.writes}})
+        tally = self._begin()
         try:
             self._call(
                 "UpdateItem", self.client.update_item, Key=self._key(key),
                 UpdateExpression=update,
                 ConditionExpression="attribute_not_exists(#k) OR #e < :now",
                 ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if _is_condition_failure(exc):
-                raise SessionExists(f"a session with id {log_id(session_id)}... exists") from exc
-            raise
+            # The id is new and unknown to anyone else until this request answers: an item
+            # holding exactly this write is this call's own earlier attempt (answer lost).
+            found = exc.response.get("Item") or {}
+            own = (_is_condition_failure(exc) and _retried(exc)
+                   and found.get(DATA) == values[":d"] and found.get(EXPIRES) == values[":e"]
+                   and found.get(WRITES, values.get(":w")) == values.get(":w"))
+            if not own:
+                self._report("create", session, tally, outcome="error")
+                if _is_condition_failure(exc):
+                    raise SessionExists(
+                        f"a session with id {log_id(session_id)}... exists") from exc
+                raise
+        self._report("create", session, tally)
         self._stored(session, payload, expires)
         session.version = 1 if self.locking == "optimistic" else None
         return session
@@ -718,20 +821,23 @@ class OptimisticSessionStore(SessionStore):
                 if session.version is None:
                     self._call("DeleteItem", self.client.delete_item, Key=self._key(session.key))
                 else:
+                    condition, names, values = _same_version(session)
                     self._call(
                         "DeleteItem", self.client.delete_item, Key=self._key(session.key),
-                        ConditionExpression="#v = :v", ExpressionAttributeNames={"#v": VERSION},
-                        ExpressionAttributeValues={":v": {"N": str(session.version)}},
+                        ConditionExpression=condition, ExpressionAttributeNames=names,
+                        ExpressionAttributeValues=values,
                         ReturnValuesOnConditionCheckFailure="ALL_OLD",
                     )
             except ClientError as exc:
                 if not _is_condition_failure(exc):
                     raise
-                self.metrics.add(conflicts=1)
+                self._conflict()
                 newer = exc.response.get("Item")
                 if newer is None:
                     newer = self._newest(session)
-                if newer is None:  # deleted meanwhile: what this request wanted
+                # Deleted meanwhile (what this request wanted), or a new session under this
+                # id since: not this request's to empty.
+                if newer is None or not _descends(newer, session):
                     break
                 expires = int(self.clock()) + self._lifetime
                 payload = self._merge(session, newer, expires)
@@ -765,15 +871,14 @@ class PessimisticSessionStore(SessionStore):
         token = secrets.token_urlsafe(16)  # _LOCK_TOKEN_BYTES characters
         config = self.config
         backoff = self._backoff()
-        before = self._units()
-        calls = retries = 0
+        tally = self._begin()
+        retries = 0
         lease_ms = int(config.lock_lease_seconds * 1000)
         while True:
             expires = int(self.clock()) + self._lifetime
             # Take over only a lease the server's clock has certainly passed; date a new one
             # from that same earliest time, so a fast local clock cannot stretch it.
             now_ms = int(earliest(self.clock, self.client) * 1000)
-            calls += 1
             taken_at = time.monotonic()
             try:
                 # ALL_OLD tells what was stored (its own expiry included: an expired session
@@ -781,27 +886,41 @@ class PessimisticSessionStore(SessionStore):
                 # TTL cannot delete the item under the holder and an orphaned lock expires.
                 # On failure the item comes back too (no extra charge): it sizes the WCU
                 # DynamoDB charges for the failed attempt but does not report.
+                # The old expiry is kept in the item while locked (PRIOR_EXPIRES, NULL for none).
                 response = self._call(
                     "UpdateItem", self.client.update_item, Key=self._key(key),
-                    UpdateExpression="SET #l = :t, #lu = :until, #e = :e",
-                    ConditionExpression="attribute_not_exists(#l) OR #lu < :now",
-                    ExpressionAttributeNames={"#l": LOCK, "#lu": LOCK_UNTIL_MS, "#e": EXPIRES},
+                    UpdateExpression=("SET #l = :t, #lu = :until, #pe = if_not_exists(#e, :null),"
+                                      " #e = :e"),
+                    # A lease that is not a number (written badly elsewhere) never ends: taken.
+                    ConditionExpression=("attribute_not_exists(#l) OR #lu < :now OR "
+                                         "(attribute_exists(#lu) AND NOT attribute_type(#lu, :n))"),
+                    ExpressionAttributeNames={"#l": LOCK, "#lu": LOCK_UNTIL_MS, "#e": EXPIRES,
+                                              "#pe": PRIOR_EXPIRES},
                     ExpressionAttributeValues={
                         ":t": {"S": token}, ":until": {"N": str(now_ms + lease_ms)},
                         ":now": {"N": str(now_ms)}, ":e": {"N": str(expires)},
+                        ":null": {"NULL": True}, ":n": {"S": "N"},
                     },
                     ReturnValues="ALL_OLD", ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
                 break
             except ClientError as exc:
                 if not _is_condition_failure(exc):
+                    self._report("lock", session_id, tally, outcome="error")
                     raise
+                found = exc.response.get("Item")
+                if found is not None and found.get(LOCK) == {"S": token}:
+                    # Our own earlier attempt took it (its answer was lost): the item as it
+                    # was before is the one found, less the lock, with its old expiry back.
+                    response = {"Attributes": _before_lock(found)}
+                    break
             retries += 1
+            tally.retries = retries
             if not backoff.wait():
                 waited = backoff.slept_seconds
                 self.metrics.add(lock_waits=retries, lock_wait_seconds=waited, lock_timeouts=1)
-                self._report("lock", session_id, before, calls, lock_wait_seconds=waited,
-                             retries=retries, outcome="timeout")
+                self._report("lock", session_id, tally, lock_wait_seconds=waited,
+                             outcome="timeout")
                 raise LockTimeout(
                     f"session {log_id(session_id)} stayed locked for {waited:.2f}s "
                     f"(max_lock_wait_seconds={config.max_lock_wait_seconds}); no session data "
@@ -811,7 +930,8 @@ class PessimisticSessionStore(SessionStore):
         if retries:
             self.metrics.add(lock_waits=retries, lock_wait_seconds=waited)
         session = LoadedSession(session_id=session_id, key=key, data={}, lock_token=token,
-                                item_exists=True, lock_wait_seconds=waited, expires=expires)
+                                item_exists=True, lock_wait_seconds=waited, expires=expires,
+                                lock_until_ms=now_ms + lease_ms)
         RENEWER.hold(self, session, key, token, config.lock_lease_seconds, taken_at,
                      config.max_lock_hold_seconds, log_id(session_id))
         old = response.get("Attributes")
@@ -819,16 +939,23 @@ class PessimisticSessionStore(SessionStore):
             try:
                 loaded = self._from_item(session_id, key, old, expire=False)
             except CorruptSession:
-                # Keep the undecodable item as it is (no delete): only give the lock back.
+                # Keep the undecodable item as it was (no delete, its old expiry back, so a
+                # broken session still expires): only give the lock back.
                 RENEWER.drop(token)
-                self._update_owned(session, "REMOVE #l, #lu", {}, {}, raise_lost=False)
+                if EXPIRES in old:
+                    self._release(session, "SET #e = :e REMOVE #l, #lu, #pe",
+                                  {":e": old[EXPIRES]}, {"#e": EXPIRES})
+                else:
+                    self._release(session, "REMOVE #l, #lu, #pe, #e", {}, {"#e": EXPIRES})
+                self._report("lock", session, tally, lock_wait_seconds=waited,
+                             outcome="error")
                 raise
             session.data, session.payload = loaded.data, loaded.payload
             session.moved = loaded.moved
-        self._report("lock", session, before, calls, lock_wait_seconds=waited, retries=retries)
+        self._report("lock", session, tally, lock_wait_seconds=waited)
         return session
 
-    def renew_lock(self, key: str, token: str) -> bool:
+    def renew_lock(self, key: str, token: str, session: LoadedSession | None = None) -> bool:
         """Extend the lease of ``token``'s lock on ``key`` (``lease.LeaseRenewer`` calls it);
         False when the lock is no longer ours.  Only ``lock_until_ms`` is set, and only while
         ``lock`` holds the token: a released lock stays released, a deleted item stays deleted,
@@ -846,6 +973,8 @@ class PessimisticSessionStore(SessionStore):
             if not _is_condition_failure(exc):
                 raise
             return False
+        if session is not None:
+            session.lock_until_ms = until_ms  # this request's lease now ends later
         return True
 
     def save(self, session: LoadedSession, data: Mapping[str, Any] | None = None) -> bool:
@@ -879,6 +1008,7 @@ class PessimisticSessionStore(SessionStore):
     def _changed_while_moving(self, old: LoadedSession) -> None:
         if old.lock_token is None:
             return  # not locked by this request: merged as without locking
+        RENEWER.drop(old.lock_token)
         old.lock_token = None
         raise LockLost(
             f"session {log_id(old.session_id)}: the lock lease "
@@ -888,7 +1018,7 @@ class PessimisticSessionStore(SessionStore):
 
     def _write(self, session: LoadedSession, payload: bytes, expires: int) -> None:
         self._update_owned(
-            session, "SET #d = :d, #e = :e REMOVE #l, #lu",
+            session, "SET #d = :d, #e = :e REMOVE #l, #lu, #pe",
             {":d": {"B": payload}, ":e": {"N": str(expires)}}, {"#d": DATA, "#e": EXPIRES},
             raise_lost=True,
         )
@@ -896,24 +1026,44 @@ class PessimisticSessionStore(SessionStore):
 
     def _refresh(self, session: LoadedSession, expires: int) -> None:
         # Releasing is a write anyway: refreshing the expiry in it costs nothing more.
-        self._update_owned(session, "SET #e = :e REMOVE #l, #lu", {":e": {"N": str(expires)}},
+        self._update_owned(session, "SET #e = :e REMOVE #l, #lu, #pe", {":e": {"N": str(expires)}},
                            {"#e": EXPIRES}, raise_lost=False)
         session.expires = expires
 
+    def _own_attempt_applied(self, session: LoadedSession, exc: ClientError,
+                             retried: bool = False) -> bool:
+        """A call conditional on this request's lock found the lock gone: was it removed by
+        an earlier attempt of this very call (applied, its answer lost, then retried)?
+
+        Only a retried call can have been applied before.  While this request's lease runs
+        (by its clock, with a margin), nobody else may take the lock (a take needs it absent
+        or expired), so the one thing that removes it is this request's own write - unless
+        the item is gone (a destroy elsewhere): then nothing can be told, and it was not.
+        """
+        if not (retried or _retried(exc)) or exc.response.get("Item") is None:
+            return False
+        until = session.lock_until_ms
+        return until is not None and latest(self.clock) * 1000 < until - _LEASE_MARGIN_MS
+
     def _update_owned(self, session: LoadedSession, update: str, values: dict[str, Any],
-                      names: dict[str, str], raise_lost: bool) -> None:
+                      names: dict[str, str], raise_lost: bool, retried: bool = False) -> None:
         if session.lock_token is None:
             raise LockLost(f"session {log_id(session.session_id)} is not locked by this request")
         try:
             self._call(
                 "UpdateItem", self.client.update_item, Key=self._key(session.key),
                 UpdateExpression=update, ConditionExpression="#l = :t",
-                ExpressionAttributeNames={"#l": LOCK, "#lu": LOCK_UNTIL_MS, **names},
+                ExpressionAttributeNames={"#l": LOCK, "#lu": LOCK_UNTIL_MS, "#pe": PRIOR_EXPIRES,
+                                          **names},
                 ExpressionAttributeValues={":t": {"S": session.lock_token}, **values},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
             if not _is_condition_failure(exc):
                 raise
+            if self._own_attempt_applied(session, exc, retried):
+                session.lock_token = None
+                return
             session.lock_token = None
             if raise_lost:
                 raise LockLost(
@@ -926,7 +1076,7 @@ class PessimisticSessionStore(SessionStore):
             return
         session.lock_token = None
 
-    def _delete_for_save(self, session: LoadedSession) -> None:
+    def _delete_for_save(self, session: LoadedSession, retried: bool = False) -> None:
         if session.lock_token is None:
             raise LockLost(f"session {log_id(session.session_id)} is not locked by this request")
         try:
@@ -934,11 +1084,16 @@ class PessimisticSessionStore(SessionStore):
                 "DeleteItem", self.client.delete_item, Key=self._key(session.key),
                 ConditionExpression="#l = :t", ExpressionAttributeNames={"#l": LOCK},
                 ExpressionAttributeValues={":t": {"S": session.lock_token}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
             if not _is_condition_failure(exc):
                 raise
             session.lock_token = None
+            if exc.response.get("Item") is None or self._own_attempt_applied(session, exc,
+                                                                             retried):
+                self._gone(session)  # gone, as this delete wanted (by it or by another)
+                return
             raise LockLost(
                 f"session {log_id(session.session_id)}: lock lease lost before delete"
             ) from exc
@@ -953,19 +1108,151 @@ class PessimisticSessionStore(SessionStore):
         if session.lock_token is None:
             return
         RENEWER.drop(session.lock_token)
-        try:
-            if session.payload is None and not session.moved:
-                try:
-                    self._delete_for_save(session)
-                except LockLost:
-                    logger.warning("session %s: lock lease was lost before release",
-                                   log_id(session.session_id))
-            else:
-                self._update_owned(session, "REMOVE #l, #lu", {}, {}, raise_lost=False)
-        except Exception:
-            logger.exception("session %s: could not release the lock; it expires by its lease",
-                             log_id(session.session_id))
-            session.lock_token = None
+        tally = self._begin()
+        self._release(session, "REMOVE #l, #lu, #pe", {}, {},
+                      lock_only=session.payload is None and not session.moved)
+        self._report("release", session, tally)
+
+    def _release(self, session: LoadedSession, update: str, values: dict[str, Any],
+                 names: dict[str, str], lock_only: bool = False) -> None:
+        """Give the lock back with ``update`` (a ``lock_only`` item is deleted); never raises.
+
+        A release that botocore gave up on (throttled, 5xx, network) - typically right after
+        a save that failed the same way - is tried for another ``_RELEASE_ROUNDS - 1`` rounds
+        of botocore's attempts, after a pause of ``max_lock_retry_microseconds``: a lock left
+        behind blocks every request on the session until its lease ends.  A later round
+        that finds its own earlier round applied counts as released.
+        """
+        pause = self.config.max_lock_retry_microseconds / 1e6
+        for round_ in range(_RELEASE_ROUNDS):
+            try:
+                if lock_only:
+                    try:
+                        self._delete_for_save(session, retried=round_ > 0)
+                    except LockLost:
+                        logger.warning("session %s: lock lease was lost before release",
+                                       log_id(session.session_id))
+                else:
+                    self._update_owned(session, update, values, names, raise_lost=False,
+                                       retried=round_ > 0)
+                return
+            except Exception as exc:
+                if round_ + 1 < _RELEASE_ROUNDS and _transient(exc):
+                    logger.warning("session %s: lock release failed (%s); trying again",
+                                   log_id(session.session_id), type(exc).__name__)
+                    self.sleep(pause)
+                    continue
+                logger.exception("session %s: could not release the lock; it expires by its "
+                                 "lease", log_id(session.session_id))
+                session.lock_token = None
+                return
+
+
+def _malformed(session_id: str, name: str, value: Any, expected: str) -> CorruptSession:
+    shown = next(iter(value), "?") if isinstance(value, dict) else type(value).__name__
+    return CorruptSession(
+        f"session {log_id(session_id)}: the {name} attribute ({shown}) is not {expected} - an "
+        "item written by someone else (another serializer, PHP's serialize(), a hand edit) "
+        "cannot be read; nothing was changed"
+    )
+
+
+def _number(item: dict[str, Any], name: str, session_id: str,
+            integer: bool = False) -> int | None:
+    """The integer in number attribute ``name`` (None when absent); else CorruptSession."""
+    value = item.get(name)
+    if value is None:
+        return None
+    text = value.get("N") if isinstance(value, dict) and len(value) == 1 else None
+    expected = "a whole number >= 0" if integer else "a number of epoch seconds"
+    try:
+        number = float(text) if isinstance(text, str) else math.nan
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or (integer and (number != int(number) or number < 0)):
+        raise _malformed(session_id, name, value, expected)
+    return int(number)
+
+
+def _binary(item: dict[str, Any], name: str, session_id: str) -> bytes | None:
+    """The bytes of binary attribute ``name`` (None when absent); else CorruptSession."""
+    value = item.get(name)
+    if value is None:
+        return None
+    data = value.get("B") if isinstance(value, dict) and len(value) == 1 else None
+    if not isinstance(data, (bytes, bytearray)):
+        raise _malformed(session_id, name, value, "binary (B)")
+    return bytes(data)
+
+
+def _same_version(session: LoadedSession) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """A condition that the item is still the version read: its number and, when it has them,
+    its write tokens - a session deleted and written again up to the same number (a logout,
+    then a new session under the id) is another item, and is not overwritten or deleted."""
+    names = {"#v": VERSION}
+    values: dict[str, Any] = {":v": {"N": str(session.version)}}
+    if not session.writes:
+        return "#v = :v", names, values
+    names["#w"] = WRITES
+    values[":rw"] = {"B": session.writes}
+    return "#v = :v AND #w = :rw", names, values
+
+
+def _next_writes(token: bytes, writes: bytes) -> bytes:
+    """The write tokens after a write with ``token`` on an item holding ``writes``: always
+    ``_WRITE_HISTORY`` entries (zeros for none), so an item does not grow as it is written."""
+    size = _WRITE_HISTORY * _WRITE_TOKEN_BYTES
+    return (token + writes)[:size].ljust(size, b"\0")
+
+
+def _own_version(item: dict[str, Any], version: int, token: bytes) -> bool:
+    """``item`` shows that the write of ``version`` with ``token`` was applied."""
+    try:
+        stored = int(item[VERSION]["N"])
+        writes = bytes(item[WRITES]["B"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    start = (stored - version) * _WRITE_TOKEN_BYTES
+    return start >= 0 and writes[start:start + _WRITE_TOKEN_BYTES] == token
+
+
+def _descends(item: dict[str, Any], session: LoadedSession) -> bool:
+    """``item`` is a later version of the one ``session`` read (or it cannot be told: no
+    tokens, or more writes since than the tokens cover) - not a session deleted and
+    started again under the same id, into which this request's changes must not go."""
+    if not session.writes or session.version is None:
+        return True
+    try:
+        stored = int(item[VERSION]["N"])
+        writes = bytes(item[WRITES]["B"])
+    except (KeyError, TypeError, ValueError):
+        return False  # the item read had tokens; one without is another item
+    start = (stored - session.version) * _WRITE_TOKEN_BYTES
+    if start < 0:
+        return False
+    if start >= len(writes):
+        return True
+    return writes[start:start + _WRITE_TOKEN_BYTES] == session.writes[:_WRITE_TOKEN_BYTES]
+
+
+def _tells_versions(item: dict[str, Any], version: int) -> bool:
+    """``item`` can tell whether ``version`` was written by a given token (or it is older)."""
+    try:
+        stored = int(item[VERSION]["N"])
+    except (KeyError, TypeError, ValueError):
+        return True  # no version: not a write of ours
+    writes = item.get(WRITES, {}).get("B", b"")
+    return stored < version or (stored - version) * _WRITE_TOKEN_BYTES < len(writes)
+
+
+def _before_lock(item: dict[str, Any]) -> dict[str, Any]:
+    """The item as it was before this request's lock take: no lock, its old expiry."""
+    old = {name: value for name, value in item.items()
+           if name not in (LOCK, LOCK_UNTIL_MS, PRIOR_EXPIRES, EXPIRES)}
+    prior = item.get(PRIOR_EXPIRES)
+    if prior is not None and "NULL" not in prior:
+        old[EXPIRES] = prior
+    return old
 
 
 STORES: dict[str, type[SessionStore]] = {
