@@ -42,7 +42,15 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
 
 from .config import SessionConfig
-from .errors import ConfigError, LockLost, LockTimeout, SessionExists, SessionGone, SessionMoved
+from .errors import (
+    ConfigError,
+    LockLost,
+    LockTimeout,
+    SessionBusy,
+    SessionExists,
+    SessionGone,
+    SessionMoved,
+)
 from .handler import SessionHandler
 from .merge import Number
 from .store import LoadedSession, create_store, is_valid_session_id, new_session_id
@@ -329,7 +337,7 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
 
     def process_exception(self, request: HttpRequest,
                           exception: BaseException) -> HttpResponse | None:
-        if isinstance(exception, LockTimeout):
+        if isinstance(exception, SessionBusy):
             return lock_timeout_response()
         return None
 
@@ -346,7 +354,7 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
                 return response
             try:
                 response = super().process_response(request, response)
-            except LockTimeout:
+            except SessionBusy:  # locked past the wait, or the save kept losing races
                 return lock_timeout_response()
         finally:
             if isinstance(session, SessionStore):

@@ -44,7 +44,13 @@ class SessionTooLarge(DynamoSessionsError, ValueError):
         self.limit_bytes = limit_bytes
 
 
-class LockTimeout(DynamoSessionsError):
+class SessionBusy(DynamoSessionsError):
+    """Other requests kept the session busy past this request's bounded wait: nothing was
+    read or nothing was written.  The web adapters answer ``503`` with ``Retry-After``
+    (``lock_timeout_status``); the client may simply retry."""
+
+
+class LockTimeout(SessionBusy):
     """The session lock could not be acquired within ``max_lock_wait_seconds``.
 
     No session data is returned and no lock is touched: the request should fail (HTTP 503),
@@ -59,8 +65,9 @@ class LockLost(DynamoSessionsError):
     """
 
 
-class SessionConflict(DynamoSessionsError):
-    """An optimistic write kept losing races after its bounded number of merge retries."""
+class SessionConflict(SessionBusy):
+    """An optimistic write kept losing races after its bounded number of merge retries (or,
+    after a lost answer, could not tell whether it was applied); nothing more was written."""
 
 
 class SessionGone(DynamoSessionsError):

@@ -28,7 +28,7 @@ from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.exceptions import ServiceUnavailable
 
 from .config import SessionConfig
-from .errors import ConfigError, LockTimeout
+from .errors import ConfigError, LockTimeout, SessionBusy
 from .handler import SessionHandler
 from .store import SessionStore, create_store
 from .web import (
@@ -88,6 +88,14 @@ class DynamoSessionInterface(SessionInterface):
         return SessionLocked(str(exc), response=response,
                              retry_after=options.retry_after_seconds)
 
+    def _busy(self, response: flask.Response) -> None:
+        options = self.options
+        response.status_code = options.lock_timeout_status
+        response.set_data(options.lock_timeout_body)
+        response.mimetype = "text/plain"
+        response.headers["Retry-After"] = str(options.retry_after_seconds)
+        response.headers["Cache-Control"] = "no-store"
+
     # --- Flask's contract ---------------------------------------------------------------------
 
     def get_cookie_samesite(self, app: flask.Flask) -> str | None:
@@ -113,7 +121,14 @@ class DynamoSessionInterface(SessionInterface):
             return
         permanent = bool(session.get("_permanent", False))
         lifetime = int(app.permanent_session_lifetime.total_seconds()) if permanent else None
-        session.save(self.stores.for_lifetime(lifetime))
+        try:
+            session.save(self.stores.for_lifetime(lifetime))
+        except SessionBusy:
+            # The save kept losing races (nothing was written): the view's answer would claim
+            # a change that is not stored - answer as a lock timeout instead, and let the
+            # client retry.  The response object Flask will send is the one changed here.
+            self._busy(response)
+            return
         name, domain, path = (self.get_cookie_name(app), self.get_cookie_domain(app),
                               self.get_cookie_path(app))
         secure = self.get_cookie_secure(app) or is_https(flask.request.environ,

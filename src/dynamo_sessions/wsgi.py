@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from .errors import LockTimeout
+from .errors import SessionBusy
 from .handler import SessionHandler
 from .metrics import logger
 from .store import SessionStore
@@ -69,14 +69,17 @@ class SessionMiddleware:
         response = _Response(self.options, environ, session, start_response)
         try:
             result = self.app(environ, response.start_response)
-        except LockTimeout as exc:
+        except SessionBusy as exc:
             session.release()
             return response.lock_timeout(exc)
         except BaseException:
             session.release()
             raise
         if isinstance(result, (list, tuple)):
-            response.finish()
+            try:
+                response.finish()
+            except SessionBusy as exc:  # the save kept losing races: nothing was written
+                return response.lock_timeout(exc)
             return result
         return _Body(result, response)
 
@@ -156,7 +159,7 @@ class _Response:
         self.session.save()
         self.send_headers()
 
-    def lock_timeout(self, exc: LockTimeout) -> list[bytes]:
+    def lock_timeout(self, exc: SessionBusy) -> list[bytes]:
         if self.headers_sent:
             raise exc
         status, headers, body = lock_timeout_response(self.options)
@@ -182,9 +185,15 @@ class _Body:
         try:
             chunk = next(self._iterator)
         except StopIteration:
-            response.finish()
+            try:
+                response.finish()
+            except SessionBusy as exc:  # an empty body whose save kept losing races
+                if response.headers_sent:
+                    raise
+                self._iterator = iter(response.lock_timeout(exc))
+                return next(self._iterator)
             raise
-        except LockTimeout as exc:
+        except SessionBusy as exc:
             response.session.release()
             if response.headers_sent:
                 raise
