@@ -9,6 +9,7 @@ stays fast; which errors it retries, and how often, is botocore's own decision.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,13 @@ import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.retries.standard import ExponentialBackoff
 
-from dynamo_sessions import LockTimeout, SessionConfig, SessionHandler, new_session_id
+from dynamo_sessions import (
+    DynamoUnavailable,
+    LockTimeout,
+    SessionConfig,
+    SessionHandler,
+    new_session_id,
+)
 from dynamo_sessions.config import make_client
 from dynamo_sessions.servers import EmbeddedMoto
 
@@ -62,6 +69,14 @@ def expected_error(kind: str) -> type[Exception]:
     return ReadTimeoutError if kind == "timeout" else ClientError
 
 
+@contextlib.contextmanager
+def raises_unavailable(kind: str) -> Iterator[None]:
+    """botocore gave up: the store raises its typed error, botocore's as the cause."""
+    with pytest.raises(DynamoUnavailable) as raised:
+        yield
+    assert isinstance(raised.value.__cause__, expected_error(kind))
+
+
 def item(handler: SessionHandler, sid: str) -> dict[str, Any] | None:
     return raw_item(handler.client, handler.config.table_name, handler.store.item_key(sid))
 
@@ -96,7 +111,7 @@ def test_exhausted_write_raises_and_keeps_the_session(setup: Any, mode: str, kin
     before = item(handler, sid)
     assert handler.read(sid) == {"n": 1}
     faults.add(kind, "UpdateItem", ATTEMPTS, DATA_WRITE)
-    with pytest.raises(expected_error(kind)):
+    with raises_unavailable(kind):
         handler.write(sid, {"n": 2})
     assert faults.injected == ATTEMPTS
     after = item(handler, sid)
@@ -116,7 +131,7 @@ def test_exhausted_read_raises_never_an_empty_session(setup: Any, mode: str, kin
     before = item(handler, sid)
     operation = "UpdateItem" if mode == "pessimistic" else "GetItem"
     faults.add(kind, operation, ATTEMPTS, LOCK_TAKE if mode == "pessimistic" else "")
-    with pytest.raises(expected_error(kind)):
+    with raises_unavailable(kind):
         handler.read(sid)
     handler.close()
     assert item(handler, sid) == before  # nothing written, no lock taken
@@ -136,8 +151,9 @@ def test_failed_release_blocks_nobody_past_the_lease(setup: Any) -> None:
     handler.read(sid)
     faults.add("500", "UpdateItem", ATTEMPTS, DATA_WRITE)
     faults.add("500", "UpdateItem", 2 * ATTEMPTS, RELEASE)  # both rounds of the release
-    with pytest.raises(ClientError):
+    with pytest.raises(DynamoUnavailable) as raised:  # typed, botocore's error as its cause
         handler.write(sid, {"n": 2})
+    assert isinstance(raised.value.__cause__, ClientError)
     assert faults.injected == 3 * ATTEMPTS
     assert "lock" in item(handler, sid)  # type: ignore[operator]
     other, _ = setup("pessimistic", clock, lock_lease_seconds=5.0, max_lock_wait_seconds=1.0)

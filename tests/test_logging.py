@@ -16,6 +16,7 @@ from botocore.exceptions import ConnectionError as EndpointUnreachable
 
 from dynamo_sessions import (
     CorruptSession,
+    DynamoUnavailable,
     LockLost,
     LockTimeout,
     OperationMetrics,
@@ -110,8 +111,9 @@ def _run_operations(client: Any, table_name: str, hash_session_ids: bool,
     # a read error is raised: a closed loopback port (mock_aws lets non-AWS URLs through)
     unreachable = local_client(f"http://127.0.0.1:{free_port()}", connect_timeout=1,
                                retries={"mode": "standard", "max_attempts": 1})
-    with pytest.raises(EndpointUnreachable):  # refused, or a connect timeout (Windows)
+    with pytest.raises(DynamoUnavailable) as raised:  # refused, or a connect timeout (Windows)
         create_store(config(), unreachable).load(sid())
+    assert isinstance(raised.value.__cause__, EndpointUnreachable)
 
     GarbageCollector(client, config()).run()
     return ids, errors

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from dynamo_sessions import SessionConfig, SessionHandler, new_session_id
+from dynamo_sessions import DynamoUnavailable, SessionConfig, SessionHandler, new_session_id
 from dynamo_sessions.config import make_client
 from dynamo_sessions.servers import local_client
 
@@ -336,8 +336,9 @@ def test_failed_save_and_release_leave_no_lock(setup: Setup, kind: str) -> None:
     handler.read(sid)
     setup.proxy.script(kind, "UpdateItem", ATTEMPTS, DATA_WRITE)
     setup.proxy.script(kind, "UpdateItem", ATTEMPTS, RELEASE_ONLY)
-    with pytest.raises((ClientError, BotoCoreError)):
+    with pytest.raises(DynamoUnavailable) as raised:  # typed, botocore's error as its cause
         handler.write(sid, {"n": 2})
+    assert isinstance(raised.value.__cause__, (ClientError, BotoCoreError))
     assert setup.proxy.counts() == {kind: 2 * ATTEMPTS}
     assert unlocked(setup.item(handler, sid))
     assert stored_session(setup, "pessimistic", sid) == {"n": 1}

@@ -58,6 +58,15 @@ class LockTimeout(SessionBusy):
     """
 
 
+class DynamoUnavailable(DynamoSessionsError):
+    """DynamoDB did not answer, or kept refusing (throttling, 5xx), past botocore's retries.
+
+    The call may or may not have been applied; the store's other promises hold (a failed save
+    leaves the stored session as it was or as this call left it, and its lock is released).
+    The botocore exception is the ``__cause__``.
+    """
+
+
 class LockLost(DynamoSessionsError):
     """This request's lock lease expired and another request took the session over.
 

@@ -45,6 +45,7 @@ from .clock import ServerClock, earliest, expiry_cutoff, latest
 from .config import SessionConfig, make_client
 from .errors import (
     CorruptSession,
+    DynamoUnavailable,
     LockLost,
     LockTimeout,
     NotACounter,
@@ -172,8 +173,20 @@ def _is_condition_failure(exc: ClientError) -> bool:
     return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
 
 
+def _unavailable(api: str, exc: BaseException) -> DynamoUnavailable:
+    code = (exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError)
+            else type(exc).__name__)
+    return DynamoUnavailable(
+        f"DynamoDB {api} failed past botocore's retries ({code}): it may or may not have been "
+        "applied; retry the request later (boto_max_attempts, boto_retry_mode, "
+        "read_timeout_seconds set how hard botocore tries)"
+    )
+
+
 def _transient(exc: BaseException) -> bool:
     """A fault that passes (throttling, 5xx, the network), not an answer about the item."""
+    if isinstance(exc, DynamoUnavailable):
+        return True
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         return exc.response.get("Error", {}).get("Code") in _TRANSIENT_CODES or status >= 500
@@ -253,7 +266,12 @@ class SessionStore:
                 )
             if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
                 raise TableNotFound(self._table) from exc
+            if _transient(exc):
+                raise _unavailable(api, exc) from exc
             raise
+        except (HTTPClientError, BotoConnectionError) as exc:  # no answer at all
+            self.metrics.add_call(api, None)
+            raise _unavailable(api, exc) from exc
         self.metrics.add_call(api, response.get("ConsumedCapacity"), _http_retries(response))
         return response
 
