@@ -92,8 +92,6 @@ class FaultProxy:
         """Faults injected so far, by kind."""
         self.seen: collections.Counter[str] = collections.Counter()
         """Requests received so far, by operation (faulted ones included)."""
-        self.delivered_late: list[str] = []
-        """Bodies of the ``delay_late`` requests, forwarded after their client gave up."""
         self._rules: list[_Rule] = []
         self._rates: dict[str, float] = {}
         self._random_operations: set[str] | None = None
@@ -249,8 +247,6 @@ class FaultProxy:
                     if kind == "delay_late":
                         _close(client)
                         upstream = self._forward(upstream, request)[0]
-                        with self._lock:
-                            self.delivered_late.append(request.text)
                 if kind in ("drop_after", "delay_after"):
                     upstream, answer = self._forward(upstream, request)
                     if kind == "delay_after":
