@@ -1,0 +1,2 @@
+"""The session protocol: the item layout, session ids and the locking modes, free of I/O
+(see :mod:`.steps`)."""
