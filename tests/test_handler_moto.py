@@ -655,7 +655,11 @@ def test_demo_loses_nothing_with_locking(moto_server: EmbeddedMoto) -> None:
     assert list(by_mode) == ["none", "pessimistic", "optimistic"]
     for row in rows:
         assert row["requests"] == (2 + 4) * 4
-        assert row["lost updates"] >= 0
+    # Last writer wins: only the 4 tabs sharing one session can lose updates (each user's own
+    # requests are sequential), and the last write keeps at least 1 of its own tab's 4; nothing
+    # is refused, so nothing is answered as an error.  How many are lost depends on the threads.
+    assert by_mode["none"]["errors"] == 0
+    assert 0 <= by_mode["none"]["lost updates"] <= 4 * 4 - 1
     for mode in ("pessimistic", "optimistic"):
         assert by_mode[mode]["lost updates"] == 0
         assert by_mode[mode]["errors"] == 0
