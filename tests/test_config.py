@@ -5,12 +5,14 @@ How each option changes behaviour is shown against a server in ``test_handler_mo
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
 from dynamo_sessions import ConfigError, SessionConfig
 from dynamo_sessions.config import make_client
+from dynamo_sessions.web import WebOptions
 
 # The guide's "example with all of the configuration options specified", verbatim.
 GUIDE_EXAMPLE: dict[str, Any] = {
@@ -38,6 +40,49 @@ def test_defaults_are_the_php_handlers() -> None:
     assert config.max_lock_wait_seconds == 10
     assert (config.min_lock_retry_microseconds, config.max_lock_retry_microseconds) == (
         10_000, 50_000)
+
+
+# Every option's default, as README.md ("Ours on top") and the docstrings in config.py /
+# web.py state it.  Each one is a promise (the lease must be shorter than a lock wait, the
+# refresh fraction decides how many reads cost a write): a changed default fails here first.
+DOCUMENTED_DEFAULTS: dict[str, Any] = {
+    "table_name": "sessions", "hash_key": "id", "session_lifetime_seconds": 1440,
+    "consistent_read": True, "locking": "none", "automatic_gc": False, "gc_probability": 1,
+    "gc_divisor": 100, "gc_batch_size": 25, "gc_operation_delay_seconds": 0.0,
+    "gc_mode": "conditional", "gc_segments": 1, "max_lock_wait_seconds": 10.0,
+    "min_lock_retry_microseconds": 10_000, "max_lock_retry_microseconds": 50_000,
+    "lock_retry_mode": "exponential", "lock_lease_seconds": 7.0,
+    "max_lock_hold_seconds": 120.0, "clock_skew_warning_seconds": 2.0,
+    "expiry_refresh_fraction": 0.5, "delete_expired_on_read": True, "max_write_retries": 64,
+    "compress": True, "hash_session_ids": True, "boto_retry_mode": "standard",
+    "boto_max_attempts": 5, "connect_timeout_seconds": 2.0, "read_timeout_seconds": 5.0,
+    "endpoint_url": None, "region_name": None, "client": None, "on_operation": None,
+}
+
+DOCUMENTED_WEB_DEFAULTS: dict[str, Any] = {
+    "cookie_name": "session", "cookie_domain": None, "cookie_path": "/",
+    "cookie_httponly": True, "cookie_samesite": "Lax", "cookie_secure": "auto",
+    "trust_forwarded_proto": False, "cookie_max_age_seconds": None, "strict": True,
+    "id_pattern": r"[A-Za-z0-9_-]{43}", "lock_timeout_status": 503,
+    "lock_timeout_body": "This session is busy with another request (another tab?). "
+                         "Please retry in a moment.",
+    "retry_after_seconds": 1, "environ_key": "dynamo_sessions.session",
+}
+
+
+def test_every_default_is_the_documented_one() -> None:
+    """All options, not only the PHP ones: a new option must be added here with its value."""
+    config = SessionConfig()
+    assert {name: getattr(config, name) for name in SessionConfig.option_names()} == \
+        DOCUMENTED_DEFAULTS
+    for name, value in DOCUMENTED_DEFAULTS.items():  # 7 and 7.0 compare equal: pin the type
+        assert type(getattr(config, name)) is type(value), name
+
+
+def test_every_web_default_is_the_documented_one() -> None:
+    options = WebOptions()
+    names = [field.name for field in dataclasses.fields(WebOptions)]
+    assert {name: getattr(options, name) for name in names} == DOCUMENTED_WEB_DEFAULTS
 
 
 def test_guide_example_carries_over() -> None:

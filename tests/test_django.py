@@ -232,12 +232,34 @@ def test_default_lifetime_is_session_cookie_age(engine: Any) -> None:
     assert settings.SESSION_COOKIE_AGE - 60 < remaining <= settings.SESSION_COOKIE_AGE
 
 
-def test_clear_expired_runs(engine: Any) -> None:
-    session = SessionStore()
-    session["a"] = 1
-    session.save()
+def expired_and_live(ddb: Any) -> tuple[str, str]:
+    """Two saved sessions: one whose item expired an hour ago (TTL has not come by), one live."""
+    keys = []
+    for value in ("gone", "kept"):
+        session = SessionStore()
+        session["a"] = value
+        session.save()
+        session.release_lock()
+        assert session.session_key is not None
+        keys.append(session.session_key)
+    store = backend().store
+    ddb.update_item(TableName=store.config.table_name, Key={"id": {"S": store.item_key(keys[0])}},
+                    UpdateExpression="SET expires = :e",
+                    ExpressionAttributeValues={":e": {"N": str(int(store.clock()) - 3600)}})
+    return keys[0], keys[1]
+
+
+def assert_cleared(ddb: Any, expired: str, live: str) -> None:
+    assert item_of(ddb, expired) is None  # deleted from the table, not only unreadable
+    live_item = item_of(ddb, live)
+    assert live_item is not None
+    assert SessionStore(live)["a"] == "kept"
+
+
+def test_clear_expired_deletes_the_expired_and_keeps_the_live(engine: Any) -> None:
+    expired, live = expired_and_live(engine)
     SessionStore.clear_expired()
-    assert SessionStore(session.session_key)["a"] == 1
+    assert_cleared(engine, expired, live)
 
 
 def test_async_variants(engine: Any) -> None:
@@ -256,7 +278,9 @@ def test_async_variants(engine: Any) -> None:
         assert not await session.aexists(key)
         await session.aflush()
         assert session.session_key is None
+        expired, live = expired_and_live(engine)
         await SessionStore.aclear_expired()
+        assert_cleared(engine, expired, live)
 
     asyncio.run(scenario())
 

@@ -4,6 +4,7 @@ against DynamoDB Local, driven by a real HTTP client (requests); and the served 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -207,6 +208,13 @@ def test_plain_wsgi_middleware_under_gunicorn(served: dict[str, Any]) -> None:
         assert response.json()["n"] == expected
 
 
+def page_pid(page: str) -> int:
+    """The worker pid the demo page says served it."""
+    found = re.search(r"worker pid ([0-9]+)", page)
+    assert found is not None, page
+    return int(found.group(1))
+
+
 def test_served_demo() -> None:
     """``webdemo.serve()`` in a subprocess: embedded moto, gunicorn, a counter; stops on SIGINT."""
     port = free_port()
@@ -219,12 +227,21 @@ def test_served_demo() -> None:
     try:
         wait_until_ready(base + "/healthz", process)
         http = requests.Session()
-        assert http.get(base + "/count", timeout=CLIENT_TIMEOUT_SECONDS).json()["count"] == 0
+        counted = http.get(base + "/count", timeout=CLIENT_TIMEOUT_SECONDS).json()
+        assert counted["count"] == 0
+        served = [(counted["pid"], 0)]  # (worker, DynamoDB calls): no cookie, nothing to read
         page = http.get(base + "/", timeout=CLIENT_TIMEOUT_SECONDS).text
         assert 'id="count">1<' in page and "Write units" in page
-        assert 'id="count">2<' in http.get(base + "/", timeout=CLIENT_TIMEOUT_SECONDS).text
+        served.append((page_pid(page), 1))  # a new session: one UpdateItem
+        page = http.get(base + "/", timeout=CLIENT_TIMEOUT_SECONDS).text
+        assert 'id="count">2<' in page
+        served.append((page_pid(page), 2))  # GetItem, then UpdateItem
         metrics = http.get(base + "/metrics", timeout=CLIENT_TIMEOUT_SECONDS).json()
-        assert metrics["total_calls"] >= 0 and "write_units" in metrics  # per worker
+        # per worker: exactly the calls of the requests this worker served
+        assert metrics["total_calls"] == sum(calls for pid, calls in served
+                                             if pid == metrics["pid"])
+        assert metrics["total_calls"] == sum(metrics["calls"].values())
+        assert "write_units" in metrics
     finally:
         code = stop(process, signal.SIGINT)
     assert code == 0, process.stderr.read() if process.stderr else ""

@@ -13,6 +13,7 @@ from dynamo_sessions import ConfigError
 from dynamo_sessions.flask import DynamoSessionInterface, init_app
 from dynamo_sessions.store import new_session_id
 
+from .conftest import make_table
 from .web_support import (
     CallCounter,
     assert_retired,
@@ -62,6 +63,11 @@ def make_app(**config: Any) -> flask.Flask:
         flask.session["n"] = -1
         raise RuntimeError("boom")
 
+    @app.get("/read-boom")
+    def read_boom() -> str:
+        flask.session.get("n")  # read only, then the view fails
+        raise RuntimeError("boom")
+
     return app
 
 
@@ -93,14 +99,19 @@ def session_cookie(client: Any, name: str = "session") -> str | None:
 
 def test_init_app_reads_app_config(ddb: Any, table_name: str, name: str) -> None:
     app = make_app(DYNAMO_SESSIONS_TABLE_NAME=table_name, DYNAMO_SESSIONS_CLIENT=ddb,
-                   DYNAMO_SESSIONS_MAX_LOCK_WAIT_SECONDS=2, DYNAMO_SESSIONS_STRICT=True)
+                   DYNAMO_SESSIONS_MAX_LOCK_WAIT_SECONDS=2, DYNAMO_SESSIONS_STRICT=False)
     interface = init_app(app)
     assert interface.store.locking == "optimistic"
     assert interface.store.config.table_name == table_name
     assert interface.store.config.max_lock_wait_seconds == 2
+    assert interface.options.strict is False  # not the default (True): the setting was read
     client = app.test_client()
     assert client.get("/incr").text == "1"
     assert client.get("/incr").text == "2"
+    adopted = new_session_id()  # non-strict: an id the store does not know is kept
+    client.set_cookie("session", adopted)
+    assert client.get("/incr").text == "1"
+    assert session_cookie(client) == adopted
 
 
 def test_init_app_rejects_unknown_settings() -> None:
@@ -128,6 +139,22 @@ def test_untouched_and_read_only_requests_cost_what_the_design_says(
     response = client.get("/get")
     assert response.text == "{'n': 1}" and "Set-Cookie" not in response.headers
     assert counter.calls == ({"UpdateItem": 2} if locking == "pessimistic" else {"GetItem": 1})
+
+
+@pytest.mark.parametrize("locking", ["none", "optimistic", "pessimistic"])
+def test_a_response_that_read_the_session_varies_on_cookie(ddb: Any, table_name: str,
+                                                           name: str, locking: str) -> None:
+    """A page that only read the session is still that user's page: a shared cache must not
+    serve it to another user (``Vary: Cookie``); a page that never touched it may be shared."""
+    app = make_app()
+    app.session_interface = DynamoSessionInterface(make_store(ddb, table_name, locking,
+                                                              session_name=name))
+    client = app.test_client()
+    client.get("/incr")
+    read_only = client.get("/get")
+    assert read_only.text == "{'n': 1}" and "Set-Cookie" not in read_only.headers
+    assert read_only.headers.get("Vary") == "Cookie"
+    assert "Vary" not in client.get("/untouched").headers
 
 
 def test_flask_cookie_settings_are_honoured(ddb: Any, table_name: str, name: str) -> None:
@@ -239,3 +266,27 @@ def test_lock_is_released_when_the_view_fails(ddb: Any, table_name: str, name: s
     item = stored_item(ddb, store, session_cookie(client) or "")
     assert item is not None and "lock" not in item
     assert client.get("/get").text == "{'n': 1}"
+
+
+@pytest.mark.dynamodb_local
+@pytest.mark.parametrize("propagate", [True, False], ids=["propagated", "answered-500"])
+def test_a_failed_read_only_view_releases_its_lock(ddb_local_client: Any, propagate: bool) -> None:
+    """Pessimistic, on DynamoDB Local: a view that only read the session, then raised, leaves
+    no lock behind - the item has no lock attribute and the next request is served (a lock
+    left held would make it wait max_lock_wait_seconds and answer 503)."""
+    table = f"flask-{unique_name()}"
+    make_table(ddb_local_client, table)
+    app = make_app(PROPAGATE_EXCEPTIONS=propagate)
+    store = make_store(ddb_local_client, table, "pessimistic", max_lock_wait_seconds=0.2)
+    init_app(app, DynamoSessionInterface(store))
+    client = app.test_client()
+    client.get("/incr")
+    if propagate:
+        with pytest.raises(RuntimeError):
+            client.get("/read-boom")
+    else:
+        assert client.get("/read-boom").status_code == 500
+    item = stored_item(ddb_local_client, store, session_cookie(client) or "")
+    assert item is not None and "lock" not in item and "lock_until_ms" not in item
+    response = client.get("/get")
+    assert (response.status_code, response.text) == (200, "{'n': 1}")

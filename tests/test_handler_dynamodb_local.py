@@ -172,6 +172,29 @@ def test_item_limit_is_exact(ddb_local_client: Any, table: str, mode: str) -> No
     handler.close()
 
 
+def test_a_new_optimistic_session_at_the_limit_is_sized_with_its_version(
+        ddb_local_client: Any, table: str) -> None:
+    """The first write of an optimistic session adds its version (and write tokens): a
+    payload that would fit without them, but not with them, is refused as SessionTooLarge
+    with nothing written - not sent, to come back as DynamoDB's ValidationException.  The
+    limit is measured on items DynamoDB Local stored, not taken from the store's arithmetic."""
+    handler = make_handler(ddb_local_client, table, clock=lambda: 1_900_000_123.456,
+                           locking="optimistic", compress=False)
+    probe, fits, over = new_session_id(), new_session_id(), new_session_id()
+    handler.read(probe)
+    handler.write(probe, {"blob": b"x" * 100_000})  # a new session: version 1 written
+    largest = 100_000 + MAX_ITEM_BYTES - stored_size(handler, probe)  # same headers above 64 KB
+    handler.read(fits)
+    handler.write(fits, {"blob": b"x" * largest})
+    assert stored_size(handler, fits) == MAX_ITEM_BYTES
+    handler.read(over)
+    with pytest.raises(SessionTooLarge) as raised:
+        handler.write(over, {"blob": b"x" * (largest + 1)})
+    assert raised.value.size_bytes == MAX_ITEM_BYTES + 1
+    assert raw_item(ddb_local_client, table, handler.store.item_key(over)) is None
+    handler.close()
+
+
 # --- expiry as TTL leaves it ------------------------------------------------------------------
 
 

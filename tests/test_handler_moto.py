@@ -281,6 +281,27 @@ def test_expiry_refresh_only_below_the_fraction(moto_client: Any, table: str) ->
     assert handler.metrics.operations == {"read": 2, "unchanged": 1, "refresh": 1}
 
 
+def test_by_default_the_expiry_is_refreshed_once_half_the_lifetime_is_left(
+        moto_client: Any, table: str) -> None:
+    """The default ``expiry_refresh_fraction`` (0.5, README): an unchanged session with 501 s of
+    its 1000 left costs a read only; with 499 s left its expiry is rewritten."""
+    clock = Clock()
+    handler = make_handler(moto_client, table, clock, session_lifetime_seconds=1000)
+    sid = new_session_id()
+    handler.read(sid)
+    handler.write(sid, {"a": 1})
+    written = int(clock.now) + 1000
+    clock.now = written - 501
+    handler.metrics.reset()
+    handler.write(sid, handler.read(sid))
+    assert handler.metrics.operations == {"read": 1, "unchanged": 1}
+    assert stored(handler, sid)["expires"] == {"N": str(written)}  # type: ignore[index]
+    clock.now = written - 499
+    handler.write(sid, handler.read(sid))
+    assert handler.metrics.operations == {"read": 2, "unchanged": 1, "refresh": 1}
+    assert stored(handler, sid)["expires"] == {"N": str(int(clock.now) + 1000)}  # type: ignore[index]
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_unchanged_session_writes_no_data(moto_client: Any, table: str, mode: str) -> None:
     handler = make_handler(moto_client, table, locking=mode)
@@ -634,7 +655,11 @@ def test_demo_loses_nothing_with_locking(moto_server: EmbeddedMoto) -> None:
     assert list(by_mode) == ["none", "pessimistic", "optimistic"]
     for row in rows:
         assert row["requests"] == (2 + 4) * 4
-        assert row["lost updates"] >= 0
+    # Last writer wins: only the 4 tabs sharing one session can lose updates (each user's own
+    # requests are sequential), and the last write keeps at least 1 of its own tab's 4; nothing
+    # is refused, so nothing is answered as an error.  How many are lost depends on the threads.
+    assert by_mode["none"]["errors"] == 0
+    assert 0 <= by_mode["none"]["lost updates"] <= 4 * 4 - 1
     for mode in ("pessimistic", "optimistic"):
         assert by_mode[mode]["lost updates"] == 0
         assert by_mode[mode]["errors"] == 0

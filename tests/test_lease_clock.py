@@ -359,6 +359,82 @@ def test_renewals_stop_when_the_session_is_forgotten_or_held_too_long() -> None:
     assert renewer.holding() == 0
 
 
+class RecordingStore:
+    """A ``Renewable`` recording the (simulated) monotonic time of each renewal."""
+
+    def __init__(self, clock: SimulatedMonotonic) -> None:
+        self.clock = clock
+        self.renewed_at: list[float] = []
+
+    def renew_lock(self, key: str, token: str, session: object = None) -> bool:
+        self.renewed_at.append(self.clock.now)
+        return True
+
+
+class SimulatedMonotonic:
+    """A monotonic clock that moves only when the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _wait_for(condition: Any) -> None:
+    deadline = time.monotonic() + 30  # bounds the loop only: the condition is what is asserted
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert condition()
+
+
+def test_a_lease_is_renewed_once_half_of_it_is_used_and_every_half_lease_after() -> None:
+    """On a simulated clock: a lock taken at 0 with a 0.2 s lease is renewed at 0.1 (not
+    before), then 0.1 after each renewal.  A second lock (``marker``, renewed on the same
+    schedule, held after the first so the renewer visits it second) says when the renewer has
+    looked at the clock: when the marker is renewed, the first lock was renewed too if due."""
+    clock = SimulatedMonotonic()
+    renewer = LeaseRenewer(monotonic=clock)
+    lock, marker = RecordingStore(clock), RecordingStore(clock)
+    owner = Owner()
+    renewer.hold(lock, owner, "k", "lock", 0.2, 0.0, 60)      # due at 0.1
+    renewer.hold(marker, owner, "k", "marker", 0.2, -0.15, 60)  # due at -0.05
+    try:
+        clock.now = 0.05  # the marker is due, the lock (half its lease used at 0.1) is not
+        _wait_for(lambda: len(marker.renewed_at) == 1)
+        assert lock.renewed_at == []
+        clock.now = 0.12  # the lock is due; the marker (renewed at 0.05) next at 0.15
+        _wait_for(lambda: len(lock.renewed_at) == 1)
+        assert (lock.renewed_at, marker.renewed_at) == ([0.12], [0.05])
+        clock.now = 0.17  # the marker is due again; the lock (renewed at 0.12) next at 0.22
+        _wait_for(lambda: len(marker.renewed_at) == 2)
+        assert (lock.renewed_at, marker.renewed_at) == ([0.12], [0.05, 0.17])
+        clock.now = 0.23
+        _wait_for(lambda: len(lock.renewed_at) == 2)
+        assert lock.renewed_at == [0.12, 0.23]
+    finally:
+        renewer.drop("lock")
+        renewer.drop("marker")
+    assert renewer.holding() == 0
+
+
+@pytest.mark.dynamodb_local
+def test_the_default_lease_is_seven_seconds_by_the_servers_clock(ddb_local_client: Any,
+                                                                 table: str) -> None:
+    """A lock taken with the default options ends 7 s after the take (README: the lease is
+    short so that a crashed holder frees the session inside one lock wait)."""
+    store = store_for(ddb_local_client, table, locking="pessimistic")
+    sid = new_session_id()
+    first = server_date(ddb_local_client)
+    session = store.load(sid)
+    last = server_date(ddb_local_client) + 1
+    item = raw_item(ddb_local_client, table, store.item_key(sid))
+    assert item is not None
+    until = int(item[LOCK_UNTIL_MS]["N"]) / 1000
+    assert first + 7 - UNCERTAINTY_BUDGET_SECONDS <= until <= last + 7
+    store.release(session)
+
+
 def test_a_forked_child_renews_none_of_its_parents_locks() -> None:
     """A worker forked from a process holding locks (gunicorn --preload) must not keep its
     parent's locks alive after the parent died."""

@@ -149,7 +149,14 @@ def _check_hook(operations: list[OperationMetrics], ids: list[str]) -> None:
     for metrics in operations:
         assert metrics.session in hashed
         assert metrics.session not in ids
-        assert metrics.read_units >= 0 and metrics.write_units >= 0
+        # moto's flat figures: 0.5 unit per GetItem or UpdateItem, 1 per DeleteItem, none for
+        # a refused or failed call - half units, at most one per call that was charged (none
+        # for an operation that made no call); a refused write of these small items is 1 WCU.
+        charged = metrics.calls - metrics.failed_writes
+        for units in (metrics.read_units, metrics.write_units):
+            assert units >= 0 and float(units * 2).is_integer(), metrics
+        assert metrics.read_units + metrics.write_units <= charged, metrics
+        assert metrics.failed_write_units == metrics.failed_writes, metrics
     reads = [m for m in operations if m.operation == "read" and m.outcome == "ok"]
     assert all(m.read_units > 0 and m.calls == 1 for m in reads)
     writes = [m for m in operations if m.operation == "write" and m.outcome == "ok"]

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
 
 from dynamo_sessions import SessionConfig, TableNotFound
 from dynamo_sessions.servers import local_client
@@ -414,6 +415,47 @@ def test_batch_gc_retries_unprocessed_items_with_backoff(ddb_local: Server,
     assert len(clock.sleeps) == 1 and 0.05 <= clock.sleeps[0] <= 2.0  # one backoff
     assert result.deleted == 8
     assert set(keys).isdisjoint(stored_keys(ddb_local.client, table_name))
+
+
+class _Body:
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.payload
+
+
+@pytest.mark.parametrize("batch_size", [1, 10], ids=["one-at-a-time", "in-parallel"])
+@pytest.mark.dynamodb_local
+def test_an_error_of_one_conditional_delete_is_raised(ddb_local: Server, table_name: str,
+                                                      batch_size: int) -> None:
+    """One DeleteItem answered with an error that is not a condition failure (and that botocore
+    does not retry): the run raises it - cron sees the failure - and that session stays; the
+    deletes already done stay done.  In parallel (batch_size > 1) the error comes from a worker
+    thread and must still reach the caller."""
+    config = SessionConfig(table_name=table_name)
+    create_table(ddb_local.client, config, enable_ttl=False)
+    keys = put_sessions(ddb_local.client, table_name, "old", 10, now() - 5)
+    victim = keys[4]
+    refused: list[str] = []
+
+    def deny_one(request: Any, **_: Any) -> Any:
+        target = request.headers.get("X-Amz-Target", b"")
+        target = target.decode() if isinstance(target, bytes) else target
+        if not target.endswith(".DeleteItem") or victim.encode() not in (request.body or b""):
+            return None
+        refused.append(victim)
+        payload = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#AccessDeniedException",
+                              "message": "not allowed to delete this item"}).encode()
+        return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.0"},
+                           _Body(payload))
+
+    ddb_local.client.meta.events.register("before-send.dynamodb", deny_one)
+    with pytest.raises(ClientError) as raised:
+        GarbageCollector(ddb_local.client, config).run(batch_size=batch_size)
+    assert raised.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert refused == [victim]  # not retried
+    assert victim in stored_keys(ddb_local.client, table_name)
 
 
 def test_gc_on_a_missing_table(moto: Server, table_name: str) -> None:
