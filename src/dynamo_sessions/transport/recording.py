@@ -54,10 +54,12 @@ class Transcript:
 
 def fresh(error: BaseException) -> BaseException:
     """A new exception like ``error`` (a replay throws its own, not the recorded one)."""
+    twin: BaseException
     if isinstance(error, ClientError):
         response: Any = copy.deepcopy(error.response)
-        return ClientError(response, error.operation_name)
-    twin: BaseException = copy.copy(error)
+        twin = ClientError(response, error.operation_name)
+    else:
+        twin = copy.copy(error)
     return twin
 
 
