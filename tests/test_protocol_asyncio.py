@@ -18,7 +18,8 @@ from .test_protocol_matrix import A, B, _config
 def test_operations_of_two_requests_interleave_on_one_event_loop() -> None:
     """Two requests' operations share one event loop, step by step (one protocol object)."""
     clock = Clock()
-    protocol = STORES["optimistic"].protocol_class(_config("optimistic"), "S", clock, Metrics())
+    protocol = STORES["optimistic"].protocol_class(_config("optimistic", "matrix"), "S", clock,
+                                                   Metrics())
     order: list[str] = []
 
     class Logged(RecordingDriver):

@@ -1,8 +1,9 @@
 """The protocol test matrix: every locking mode x operation x outcome, run twice.
 
-1. On the botocore driver against moto (``mock_aws``), a tap recording every step with its
-   answer (or the exception botocore raised) - faults injected below the client: a request
-   applied whose answer is lost (botocore retries it), throttling past botocore's retries.
+1. On the botocore driver against moto (``mock_aws``) and against DynamoDB Local, a tap
+   recording every step with its answer (or the exception botocore raised) - faults injected
+   below the client: a request applied whose answer is lost (botocore retries it), throttling
+   past botocore's retries.
 2. Replayed on the asyncio recording driver from that transcript.
 
 Both runs draw the same tokens (seeded ``secrets``), read the same test clock and the same
@@ -32,6 +33,7 @@ from dynamo_sessions import SessionConfig, create_store
 from dynamo_sessions.metrics import Metrics
 from dynamo_sessions.protocol.calls import Protocol
 from dynamo_sessions.protocol.steps import Call, Drop, Hold, Operation, Sleep, Step
+from dynamo_sessions.servers import local_client
 from dynamo_sessions.store import STORES
 from dynamo_sessions.transport.recording import RecordingDriver, Transcript
 
@@ -129,7 +131,7 @@ class Context:
 
     def put_raw(self, session_id: str, **attributes: Any) -> None:
         if self.live is not None:
-            self.live.setup.put_item(TableName=TABLE, Item={
+            self.live.setup.put_item(TableName=self.live.table, Item={
                 "id": {"S": self.p.item_key(session_id)}, **attributes})
 
     def lose_answer(self, operation: str, contains: str = "") -> None:
@@ -304,8 +306,8 @@ def _step(step: Step) -> Any:
     return ("drop", step.token)
 
 
-def _config(mode: str) -> SessionConfig:
-    return SessionConfig(table_name=TABLE, locking=mode, **OPTIONS)
+def _config(mode: str, table: str) -> SessionConfig:
+    return SessionConfig(table_name=table, locking=mode, **OPTIONS)
 
 
 @pytest.fixture
@@ -314,23 +316,32 @@ def no_botocore_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=lambda _: None))
 
 
-def live_run(mode: str, name: str) -> tuple[Transcript, list[Any], dict[str, Any]]:
+RETRIES = {"mode": "standard", "total_max_attempts": 3}
+
+
+@contextlib.contextmanager
+def on_moto(table: str) -> Iterator[tuple[Any, Any]]:
+    """(setup client, store client) on moto's in-process DynamoDB, the table made."""
     from moto import mock_aws
 
-    with mock_aws(), seeded_secrets():
+    with mock_aws():
         session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="local",
                                         aws_secret_access_key="local")
         setup = session.client("dynamodb")
-        make_table(setup, TABLE)
-        client = session.client("dynamodb", config=Config(
-            retries={"mode": "standard", "total_max_attempts": 3}))
+        make_table(setup, table)
+        yield setup, session.client("dynamodb", config=Config(retries=RETRIES))
+
+
+def live_run(mode: str, name: str, backend: Any, table: str = TABLE
+             ) -> tuple[Transcript, list[Any], dict[str, Any]]:
+    with backend(table) as (setup, client), seeded_secrets():
         clock = Clock()
         clock.now = START
-        store = create_store(_config(mode), client, session_name="S", clock=clock)
+        store = create_store(_config(mode, table), client, session_name="S", clock=clock)
         FakeTimer().install(store)
         transcript = Transcript()
         store.driver.tap = transcript
-        live = types.SimpleNamespace(setup=setup, lost=LostAnswers(client, setup),
+        live = types.SimpleNamespace(setup=setup, table=table, lost=LostAnswers(client, setup),
                                      faults=Refusals(client))
 
         async def run(operation: Operation[Any]) -> Any:
@@ -339,22 +350,34 @@ def live_run(mode: str, name: str) -> tuple[Transcript, list[Any], dict[str, Any
         ctx = Context(store.protocol, run, clock, live)
         asyncio.run(SCENARIOS[name](ctx))
         assert not live.lost.pending and all(rule["count"] == 0 for rule in live.faults.rules)
-        items = setup.scan(TableName=TABLE, ConsistentRead=True)["Items"]
+        items = setup.scan(TableName=table, ConsistentRead=True)["Items"]
         assert [item for item in items if "lock" in item] == []  # every lock given back
     return transcript, ctx.outcomes, store.metrics.snapshot()
 
 
-def replay(mode: str, name: str, answers: list[Any]) -> tuple[RecordingDriver, list[Any],
-                                                                dict[str, Any]]:
+def replay(mode: str, name: str, answers: list[Any], table: str = TABLE
+           ) -> tuple[RecordingDriver, list[Any], dict[str, Any]]:
     driver = RecordingDriver(answers, start=FakeTimer().now)
     clock = Clock()
     clock.now = START
-    protocol = STORES[mode].protocol_class(_config(mode), "S", clock, Metrics(),
+    protocol = STORES[mode].protocol_class(_config(mode, table), "S", clock, Metrics(),
                                            driver.monotonic)
     ctx = Context(protocol, driver.run, clock)
     with seeded_secrets():
         asyncio.run(SCENARIOS[name](ctx))
     return driver, ctx.outcomes, protocol.metrics.snapshot()
+
+
+def check_both_runs(mode: str, name: str, backend: Any, table: str = TABLE) -> None:
+    transcript, outcomes, figures = live_run(mode, name, backend, table)
+    errors = [entry[1] for entry in outcomes if len(entry) == 3]
+    assert errors == ERRORS.get(f"{name} {mode}", ERRORS[name])
+    driver, replayed, replayed_figures = replay(mode, name, transcript.answers(), table)
+    assert [_step(step) for step in driver.steps] == [_step(step) for step in transcript.steps]
+    assert replayed == outcomes
+    assert replayed_figures == figures
+    assert not driver.answers  # every canned answer was asked for
+    assert sum(isinstance(step, Call) for step in driver.steps) == len(transcript.answers())
 
 
 @pytest.fixture(scope="module")
@@ -368,13 +391,24 @@ def _moto_loaded() -> Iterator[None]:
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 @pytest.mark.parametrize("mode", MODES)
 def test_protocol_matrix_on_botocore_and_replayed_on_asyncio(mode: str, name: str) -> None:
-    transcript, outcomes, figures = live_run(mode, name)
-    errors = [entry[1] for entry in outcomes if len(entry) == 3]
-    assert errors == ERRORS.get(f"{name} {mode}", ERRORS[name])
-    driver, replayed, replayed_figures = replay(mode, name, transcript.answers())
-    assert [_step(step) for step in driver.steps] == [_step(step) for step in transcript.steps]
-    assert replayed == outcomes
-    assert replayed_figures == figures
-    assert not driver.answers  # every canned answer was asked for
-    assert sum(isinstance(step, Call) for step in driver.steps) == len(transcript.answers())
+    check_both_runs(mode, name, on_moto)
 
+
+@pytest.mark.dynamodb_local
+@pytest.mark.usefixtures("no_botocore_sleep")
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+@pytest.mark.parametrize("mode", MODES)
+def test_protocol_matrix_on_dynamodb_local_and_replayed_on_asyncio(
+        mode: str, name: str, dynamodb_local: Any, ddb_local_client: Any,
+        table_name: str) -> None:
+    """The same matrix against DynamoDB Local (exact conditional writes and capacity)."""
+
+    @contextlib.contextmanager
+    def on_dynamodb_local(table: str) -> Iterator[tuple[Any, Any]]:
+        make_table(ddb_local_client, table)
+        try:
+            yield ddb_local_client, local_client(dynamodb_local.endpoint_url, retries=RETRIES)
+        finally:
+            ddb_local_client.delete_table(TableName=table)
+
+    check_both_runs(mode, name, on_dynamodb_local, table_name)
