@@ -77,6 +77,11 @@ class ServerClock:
         """An answer with a ``Date`` header has been seen."""
         return self._synced
 
+    @property
+    def wants_sync(self) -> bool:
+        """No answer has told the server's time yet, and none said it cannot (no ``Date``)."""
+        return not (self._synced or self._trust_local)
+
     def bounds(self) -> tuple[float, float] | None:
         """``(earliest, latest)``: the server's time now lies between them; None before sync."""
         with self._lock:
@@ -170,7 +175,7 @@ class ServerClock:
     def sync(self, client: Any) -> None:
         """Before the first answer, ask the server's time once (DescribeEndpoints: no capacity;
         any answer carries a ``Date``, an error too).  A transport error leaves it unsynced."""
-        if self._synced or self._trust_local:
+        if not self.wants_sync:
             return
         self.sync_calls += 1
         try:
