@@ -44,6 +44,7 @@ from . import _core
 from .clock import ServerClock, earliest, expiry_cutoff, latest
 from .config import SessionConfig, make_client
 from .errors import (
+    ConfigError,
     CorruptSession,
     DynamoUnavailable,
     LockLost,
@@ -134,6 +135,9 @@ class LoadedSession:
     """Deltas added by :meth:`increment` since the last write: merged as deltas, never lost."""
     moved: bool = False
     """The item is the marker a session moved to a new id leaves behind (never served)."""
+    lifetime_seconds: int | None = None
+    """How long the item lives after each write (None: ``session_lifetime_seconds``); the
+    expiry refresh threshold follows it."""
 
     @property
     def existed(self) -> bool:
@@ -157,6 +161,14 @@ class LoadedSession:
         self.data[key] = value
         self.increments[key] = self.increments.get(key, 0) + by
         return value
+
+
+def _check_lifetime(lifetime_seconds: int | None) -> None:
+    if lifetime_seconds is not None and (not isinstance(lifetime_seconds, int)
+                                         or isinstance(lifetime_seconds, bool)
+                                         or lifetime_seconds <= 0):
+        raise ConfigError(f"lifetime_seconds={lifetime_seconds!r}: must be a whole number "
+                          "of seconds > 0 (or None for session_lifetime_seconds)")
 
 
 def _check_size(overhead: int, payload: bytes) -> None:
@@ -230,7 +242,6 @@ class SessionStore:
         self._hash_key = self.config.hash_key
         self._names = {"#k": self._hash_key, "#d": DATA, "#e": EXPIRES}
         self._lifetime = self.config.session_lifetime_seconds
-        self._refresh_below = self.config.expiry_refresh_fraction * self._lifetime
 
     # --- keys ---------------------------------------------------------------------------------
 
@@ -320,15 +331,21 @@ class SessionStore:
             clock=self.monotonic, sleep=self.sleep,
         )
 
+    def _lifetime_of(self, session: LoadedSession) -> int:
+        """The seconds ``session``'s item lives after a write (its own, else the config's)."""
+        return session.lifetime_seconds or self._lifetime
+
     # --- load ---------------------------------------------------------------------------------
 
-    def load(self, session_id: str) -> LoadedSession:
+    def load(self, session_id: str, *, lifetime_seconds: int | None = None) -> LoadedSession:
         """Read a session.  An absent or expired one loads as empty; a read error is raised.
 
-        Raises :class:`CorruptSession` when the stored bytes cannot be decoded: a broken item
-        is never silently replaced by an empty session.
+        ``lifetime_seconds`` (None: ``session_lifetime_seconds``) is how long the item lives
+        after this request's write.  Raises :class:`CorruptSession` when the stored bytes
+        cannot be decoded: a broken item is never silently replaced by an empty session.
         """
         key = self.item_key(session_id)
+        _check_lifetime(lifetime_seconds)
         tally = self._begin()
         try:
             response = self._call(
@@ -336,6 +353,7 @@ class SessionStore:
                 ConsistentRead=self.config.consistent_read,
             )
             session = self._from_item(session_id, key, response.get("Item"))
+            session.lifetime_seconds = lifetime_seconds
         except BaseException:
             self._report("read", session_id, tally, outcome="error")
             raise
@@ -383,13 +401,19 @@ class SessionStore:
 
     # --- save ---------------------------------------------------------------------------------
 
-    def save(self, session: LoadedSession, data: Mapping[str, Any] | None = None) -> bool:
+    def save(self, session: LoadedSession, data: Mapping[str, Any] | None = None, *,
+             lifetime_seconds: int | None = None) -> bool:
         """Store ``data`` (default: ``session.data``) and release any lock; True on success.
 
-        Unchanged data (same bytes as read) writes nothing unless the expiry is due for a
-        refresh; empty data deletes the item (unless ``session.keep_empty``).  On any error
-        the stored session is left as it was and the lock is released before it is raised.
+        The item then lives ``lifetime_seconds`` (None: the session's own lifetime, else
+        ``session_lifetime_seconds``).  Unchanged data (same bytes as read) writes nothing
+        unless the expiry is due for a refresh; empty data deletes the item (unless
+        ``session.keep_empty``).  On any error the stored session is left as it was and the
+        lock is released before it is raised.
         """
+        _check_lifetime(lifetime_seconds)
+        if lifetime_seconds is not None:
+            session.lifetime_seconds = lifetime_seconds
         if data is not None:
             session.data = dict(data)
         tally = self._begin()
@@ -413,7 +437,7 @@ class SessionStore:
                 self._delete_for_save(session)
                 return "delete"
             return "unchanged"
-        expires = int(now) + self._lifetime
+        expires = int(now) + self._lifetime_of(session)
         overhead = self._overhead(session, expires)
         payload = _core.encode_session(session.data, overhead, self.config.compress)
         if payload == session.payload:
@@ -450,7 +474,8 @@ class SessionStore:
         return size
 
     def _expiry_due(self, session: LoadedSession, now: float) -> bool:
-        return session.expires is None or session.expires - now < self._refresh_below
+        refresh_below = self.config.expiry_refresh_fraction * self._lifetime_of(session)
+        return session.expires is None or session.expires - now < refresh_below
 
     def _write(self, session: LoadedSession, payload: bytes, expires: int) -> None:
         if self._versioned(session):
@@ -760,12 +785,16 @@ class SessionStore:
         expires = _number(item, EXPIRES, session_id)
         return expires is None or expires >= self.clock()
 
-    def create(self, session_id: str, data: Mapping[str, Any]) -> LoadedSession:
-        """Store a new session only if no live item has that id (else :class:`SessionExists`)."""
+    def create(self, session_id: str, data: Mapping[str, Any], *,
+               lifetime_seconds: int | None = None) -> LoadedSession:
+        """Store a new session only if no live item has that id (else :class:`SessionExists`);
+        it lives ``lifetime_seconds`` (None: ``session_lifetime_seconds``)."""
         key = self.item_key(session_id)
+        _check_lifetime(lifetime_seconds)
         now = self.clock()
-        expires = int(now) + self._lifetime
-        session = LoadedSession(session_id=session_id, key=key, data=dict(data))
+        session = LoadedSession(session_id=session_id, key=key, data=dict(data),
+                                lifetime_seconds=lifetime_seconds)
+        expires = int(now) + self._lifetime_of(session)
         overhead = self._overhead(session, expires)
         payload = _core.encode_session(session.data, overhead, self.config.compress)
         _check_size(overhead, payload)
@@ -857,7 +886,7 @@ class OptimisticSessionStore(SessionStore):
                 # id since: not this request's to empty.
                 if newer is None or not _descends(newer, session):
                     break
-                expires = int(self.clock()) + self._lifetime
+                expires = int(self.clock()) + self._lifetime_of(session)
                 payload = self._merge(session, newer, expires)
                 if session.data:
                     self._write(session, payload, expires)
@@ -884,8 +913,10 @@ class PessimisticSessionStore(SessionStore):
 
     locking = "pessimistic"
 
-    def load(self, session_id: str) -> LoadedSession:
+    def load(self, session_id: str, *, lifetime_seconds: int | None = None) -> LoadedSession:
         key = self.item_key(session_id)
+        _check_lifetime(lifetime_seconds)
+        lifetime = lifetime_seconds or self._lifetime
         token = secrets.token_urlsafe(16)  # _LOCK_TOKEN_BYTES characters
         config = self.config
         backoff = self._backoff()
@@ -893,7 +924,7 @@ class PessimisticSessionStore(SessionStore):
         retries = 0
         lease_ms = int(config.lock_lease_seconds * 1000)
         while True:
-            expires = int(self.clock()) + self._lifetime
+            expires = int(self.clock()) + lifetime
             # Take over only a lease the server's clock has certainly passed; date a new one
             # from that same earliest time, so a fast local clock cannot stretch it.
             now_ms = int(earliest(self.clock, self.client) * 1000)
@@ -949,7 +980,8 @@ class PessimisticSessionStore(SessionStore):
             self.metrics.add(lock_waits=retries, lock_wait_seconds=waited)
         session = LoadedSession(session_id=session_id, key=key, data={}, lock_token=token,
                                 item_exists=True, lock_wait_seconds=waited, expires=expires,
-                                lock_until_ms=now_ms + lease_ms)
+                                lock_until_ms=now_ms + lease_ms,
+                                lifetime_seconds=lifetime_seconds)
         RENEWER.hold(self, session, key, token, config.lock_lease_seconds, taken_at,
                      config.max_lock_hold_seconds, log_id(session_id))
         old = response.get("Attributes")
@@ -995,9 +1027,10 @@ class PessimisticSessionStore(SessionStore):
             session.lock_until_ms = until_ms  # this request's lease now ends later
         return True
 
-    def save(self, session: LoadedSession, data: Mapping[str, Any] | None = None) -> bool:
+    def save(self, session: LoadedSession, data: Mapping[str, Any] | None = None, *,
+             lifetime_seconds: int | None = None) -> bool:
         RENEWER.drop(session.lock_token)  # the save releases the lock (or gives it back)
-        return super().save(session, data)
+        return super().save(session, data, lifetime_seconds=lifetime_seconds)
 
     def _overhead(self, session: LoadedSession, expires: int) -> int:
         # Room for the lock attributes: a stored session must still fit when it is locked
@@ -1019,7 +1052,8 @@ class PessimisticSessionStore(SessionStore):
         if successor.lock_token is not None:
             super()._save_successor(successor, data)
             return
-        locked = self.load(successor.session_id)  # created by this request: lock it to write
+        locked = self.load(successor.session_id,  # created by this request: lock it to write
+                           lifetime_seconds=successor.lifetime_seconds)
         self.save(locked, data)
         successor.data, successor.payload, successor.expires = data, locked.payload, locked.expires
 
