@@ -360,6 +360,14 @@ class SessionStore:
         self._report("read", session, tally)
         return session
 
+    def load_for_write(self, session_id: str, *,
+                       lifetime_seconds: int | None = None) -> LoadedSession:
+        """A session to write that this request has not read: without locking a blind
+        write needs no read (no call); a locking mode loads it (takes the lock, learns the
+        version) - callers need not know the mode."""
+        return LoadedSession(session_id=session_id, key=self.item_key(session_id), data={},
+                             item_exists=True, lifetime_seconds=lifetime_seconds)
+
     def _from_item(self, session_id: str, key: str, item: dict[str, Any] | None,
                    expire: bool = True) -> LoadedSession:
         session = LoadedSession(session_id=session_id, key=key, data={})
@@ -855,6 +863,10 @@ class OptimisticSessionStore(SessionStore):
     def _versioned(self, session: LoadedSession) -> bool:
         return True
 
+    def load_for_write(self, session_id: str, *,
+                       lifetime_seconds: int | None = None) -> LoadedSession:
+        return self.load(session_id, lifetime_seconds=lifetime_seconds)  # learn the version
+
     def _write(self, session: LoadedSession, payload: bytes, expires: int) -> None:
         self._write_versioned(session, payload, expires)
 
@@ -912,6 +924,10 @@ class PessimisticSessionStore(SessionStore):
     """
 
     locking = "pessimistic"
+
+    def load_for_write(self, session_id: str, *,
+                       lifetime_seconds: int | None = None) -> LoadedSession:
+        return self.load(session_id, lifetime_seconds=lifetime_seconds)  # take the lock
 
     def load(self, session_id: str, *, lifetime_seconds: int | None = None) -> LoadedSession:
         key = self.item_key(session_id)
