@@ -10,8 +10,7 @@ written, the cookie decisions, and the item's lifetime, which travels with each 
 Every store call is in one of a few small methods (``_load``, ``_load_for_write``, ``_save``,
 ``_create``, ``_release``, ``_retire``, ``_delete``, ``_exists``); the rest is free of I/O, so
 that an asyncio runner can drive the same rules later.  The locking mode is never tested here:
-what a mode needs is the store's to say (``load_for_write``; a session whose save gave its
-lock back is loaded again before it is written again).
+what a mode needs is the store's to say (``load_for_write``, ``writable``).
 """
 
 from __future__ import annotations
@@ -350,17 +349,16 @@ class RequestSession(SessionMapping):
         A session moved meanwhile is not written: :attr:`moved` tells."""
         held = self._held if self._held is not None and self._held.session_id == session_id \
             else None
-        if held is None:
-            # Not loaded in this request (or its lock already given back): load it, so that
-            # a session deleted meanwhile is not brought back.
+        if held is None or not self.store.writable(held):
+            # Not loaded in this request (or not as its mode needs to write it): load it, so
+            # that a session deleted meanwhile is not brought back.
             self.release_locks()
             held = self._load(session_id)
             if not held.existed:
                 self._release(held)
                 raise SessionGone(f"session {log_id(session_id)} was deleted by another "
                                   "request; not recreating it")
-        # A save gives back the lock it held: such a session is loaded again before another.
-        self._held = held if held.lock_token is None else None
+        self._held = held
         self._existing_id = session_id
         try:
             self._save(held, data)

@@ -368,6 +368,11 @@ class SessionStore:
         return LoadedSession(session_id=session_id, key=self.item_key(session_id), data={},
                              item_exists=True, lifetime_seconds=lifetime_seconds)
 
+    def writable(self, session: LoadedSession) -> bool:
+        """``session`` can be saved as it is (False: load it again first - a pessimistic
+        session whose lock was given back, or that this request created unlocked)."""
+        return True
+
     def _from_item(self, session_id: str, key: str, item: dict[str, Any] | None,
                    expire: bool = True) -> LoadedSession:
         session = LoadedSession(session_id=session_id, key=key, data={})
@@ -928,6 +933,9 @@ class PessimisticSessionStore(SessionStore):
     def load_for_write(self, session_id: str, *,
                        lifetime_seconds: int | None = None) -> LoadedSession:
         return self.load(session_id, lifetime_seconds=lifetime_seconds)  # take the lock
+
+    def writable(self, session: LoadedSession) -> bool:
+        return session.lock_token is not None
 
     def load(self, session_id: str, *, lifetime_seconds: int | None = None) -> LoadedSession:
         key = self.item_key(session_id)
