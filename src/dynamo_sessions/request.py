@@ -72,13 +72,7 @@ class RequestSession(SessionMapping):
     # --- store calls (the only I/O) -------------------------------------------------------------
 
     def _load(self, session_id: str) -> LoadedSession:
-        try:
-            return self.store.load(session_id, lifetime_seconds=self.lifetime_seconds)
-        except LockTimeout as exc:
-            self._failure = self._on_lock_timeout(exc) if self._on_lock_timeout else exc
-            if self._failure is exc:
-                raise
-            raise self._failure from exc
+        return self.store.load(session_id, lifetime_seconds=self.lifetime_seconds)
 
     def _load_for_write(self, session_id: str) -> LoadedSession:
         return self.store.load_for_write(session_id, lifetime_seconds=self.lifetime_seconds)
@@ -121,10 +115,17 @@ class RequestSession(SessionMapping):
             raise self._failure
         if self._finished:
             raise RuntimeError("this request's session was already saved or released")
-        if self._cookie_id is not None:
-            self._adopt(self._load(self._cookie_id))
-        else:
+        if self._cookie_id is None:
             self._data = {}
+            return
+        try:
+            loaded = self._load(self._cookie_id)
+        except LockTimeout as exc:  # raised on every access, never an empty session
+            self._failure = self._on_lock_timeout(exc) if self._on_lock_timeout else exc
+            if self._failure is exc:
+                raise
+            raise self._failure from exc
+        self._adopt(loaded)
 
     def _adopt(self, loaded: LoadedSession) -> None:
         """Hold a loaded session - unless it moved, or ``strict`` and the store knew no such
