@@ -79,6 +79,7 @@ class _Backend:
         self.web = WebOptions(**{k: v for k, v in options.items()
                                  if k in WEB_OPTIONS and k != "session_name"})
 
+
 _backend_lock = threading.Lock()
 _backend: _Backend | None = None
 
