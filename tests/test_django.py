@@ -27,6 +27,7 @@ from dynamo_sessions.store import new_session_id  # noqa: E402
 from .web_support import (  # noqa: E402
     CallCounter,
     assert_retired,
+    count_stores_built,
     shared_moto_table,
     stored_item,
     unique_name,
@@ -220,6 +221,29 @@ def test_set_expiry_sets_the_item_lifetime_and_expires(engine: Any) -> None:
     assert item is not None
     assert int(item["expires"]["N"]) - backend().store.clock() > 29 * 86400
     assert SessionStore(session.session_key).get_expiry_age() > 29 * 86400
+
+
+def test_set_expiry_60_is_written_by_the_one_store(engine: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """set_expiry(60) gives the item 60 s, on create and on every later save, through the
+    backend's one store: no store is built per lifetime."""
+    store = backend().store
+    built = count_stores_built(monkeypatch)
+    session = SessionStore()
+    session["a"] = 1
+    session.set_expiry(60)
+    session.save()
+    key = session.session_key or ""
+    item = item_of(engine, key)
+    assert item is not None and 50 < int(item["expires"]["N"]) - store.clock() <= 60
+    again = SessionStore(key)
+    again["a"] = 2
+    again.save()
+    again.release_lock()
+    item = item_of(engine, key)
+    assert item is not None and 50 < int(item["expires"]["N"]) - store.clock() <= 60
+    assert built == [] and backend().store is store
+    assert store.metrics.operations.get("create") == 1
 
 
 def test_default_lifetime_is_session_cookie_age(engine: Any) -> None:

@@ -17,6 +17,7 @@ from .conftest import make_table
 from .web_support import (
     CallCounter,
     assert_retired,
+    count_stores_built,
     make_store,
     shared_moto_table,
     stored_item,
@@ -194,6 +195,32 @@ def test_permanent_session_gets_cookie_expiry_and_item_lifetime(ddb: Any,
     client.get("/incr")
     item = stored_item(ddb, store, sid or "")
     assert item is not None and int(item["expires"]["N"]) - store.clock() > 600
+
+
+@pytest.mark.parametrize("locking", ["none", "optimistic", "pessimistic"])
+def test_one_store_serves_permanent_and_browser_sessions(
+        ddb: Any, table_name: str, name: str, locking: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A permanent session's item lives PERMANENT_SESSION_LIFETIME, another's the store's
+    lifetime - both written by the one store the interface was given, no store built per
+    lifetime (the lifetime travels with the save)."""
+    app = make_app(PERMANENT_SESSION_LIFETIME=datetime.timedelta(hours=2))
+    store = make_store(ddb, table_name, locking, session_lifetime_seconds=600, session_name=name)
+    app.session_interface = DynamoSessionInterface(store)
+    built = count_stores_built(monkeypatch)
+    counter = CallCounter(ddb)
+    permanent, browser = app.test_client(), app.test_client()
+    permanent.get("/permanent")
+    browser.get("/incr")
+    permanent.get("/incr")  # loaded, then saved with its own lifetime
+    assert counter.total == store.metrics.snapshot()["total_calls"]  # every call: this store
+    permanent_item = stored_item(ddb, store, session_cookie(permanent) or "")
+    browser_item = stored_item(ddb, store, session_cookie(browser) or "")
+    assert permanent_item is not None and browser_item is not None
+    assert 7200 - 60 < int(permanent_item["expires"]["N"]) - store.clock() <= 7200
+    assert 600 - 60 < int(browser_item["expires"]["N"]) - store.clock() <= 600
+    assert built == []
+    assert store.metrics.operations.get("create") == 2
 
 
 def test_malformed_cookie_never_reaches_dynamodb(ddb: Any, table_name: str, name: str) -> None:

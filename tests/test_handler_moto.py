@@ -25,6 +25,7 @@ from dynamo_sessions import (
     SessionConflict,
     SessionGone,
     SessionHandler,
+    SessionMoved,
     SessionTooLarge,
     create_store,
     decode_session,
@@ -91,6 +92,33 @@ def test_round_trip_and_new_session_is_empty(moto_client: Any, table: str, mode:
     handler.close()
     item = stored(handler, sid)
     assert item is not None and "lock" not in item
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_moved_id_is_read_empty_and_never_written(moto_client: Any, table: str,
+                                                     mode: str) -> None:
+    """An id a login moved (its item is the data-less marker) reads as ``{}``, its lock is
+    given back at once, data written to it is refused (SessionMoved) and an empty write
+    leaves the marker: the old id is never served or brought back."""
+    handler = make_handler(moto_client, table, locking=mode, max_lock_wait_seconds=0.0)
+    store = handler.store
+    old, new = new_session_id(), new_session_id()
+    store.create(old, {"user": "ada"})
+    store.retire(store.load(old), store.create(new, {"user": "ada"}))
+    marker = stored(handler, old)
+    assert marker is not None and "moved" in marker
+    assert handler.read(old) == {}
+    other = make_handler(moto_client, table, locking=mode, max_lock_wait_seconds=0.0)
+    assert other.read(old) == {}  # not left locked by the first reader
+    other.close()
+    with pytest.raises(SessionMoved):
+        handler.write(old, {"user": "mallory"})
+    handler.read(old)
+    assert handler.write(old, {})
+    handler.close()
+    after = stored(handler, old)
+    assert after is not None and set(after) == set(marker)  # still the data-less marker
+    # (a pessimistic lock take dates its expiry anew, to session_lifetime_seconds)
 
 
 @pytest.mark.parametrize("mode", MODES)

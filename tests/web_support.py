@@ -74,3 +74,16 @@ def shared_moto_table() -> Iterator[tuple[Any, str]]:
 
 def unique_name() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+def count_stores_built(monkeypatch: Any) -> list[SessionStore]:
+    """From now on, every ``SessionStore`` built (of any locking mode) is appended here."""
+    built: list[SessionStore] = []
+    original_init = SessionStore.__init__
+
+    def counting_init(self: SessionStore, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(SessionStore, "__init__", counting_init)
+    return built

@@ -42,20 +42,12 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
 
 from .config import SessionConfig
-from .errors import (
-    ConfigError,
-    LockLost,
-    LockTimeout,
-    SessionBusy,
-    SessionExists,
-    SessionGone,
-    SessionMoved,
-)
+from .errors import ConfigError, LockLost, SessionBusy, SessionExists, SessionGone
 from .handler import SessionHandler
 from .merge import Number
-from .store import LoadedSession, create_store, is_valid_session_id, new_session_id
 from .store import SessionStore as DynamoStore
-from .web import MAX_COOKIE_ID_CHARS, LifetimeStores, WebOptions, valid_cookie_id
+from .store import create_store, is_valid_session_id, new_session_id
+from .web import MAX_COOKIE_ID_CHARS, RequestSession, WebOptions, valid_cookie_id
 
 WEB_OPTIONS = ("session_name", "id_pattern", "lock_timeout_status", "lock_timeout_body",
                "retry_after_seconds")
@@ -81,14 +73,11 @@ class _Backend:
         if len(f"{session_name}_".encode()) + id_bytes > MAX_KEY_BYTES:
             raise ConfigError(f"session_name is too long: '<session_name>_<id>' must fit "
                               f"DynamoDB's {MAX_KEY_BYTES}-byte key with a {id_bytes}-byte id")
-        self.stores = LifetimeStores(create_store(self.config, session_name=session_name))
+        self.store: DynamoStore = create_store(self.config, session_name=session_name)
+        """The one store: each write carries its session's lifetime."""
         self.id_pattern: str = options.get("id_pattern", DJANGO_ID_PATTERN)
         self.web = WebOptions(**{k: v for k, v in options.items()
                                  if k in WEB_OPTIONS and k != "session_name"})
-
-    @property
-    def store(self) -> DynamoStore:
-        return self.stores.base
 
 
 _backend_lock = threading.Lock()
@@ -114,29 +103,36 @@ setting_changed.connect(_reset_backend, dispatch_uid="dynamo_sessions.django")
 
 
 class SessionStore(SessionBase):  # type: ignore[misc]
-    """Django's ``SessionBase`` contract on a DynamoDB store.
+    """Django's ``SessionBase`` contract on a DynamoDB store, through one
+    :class:`RequestSession` (the rules the WSGI and Flask adapters follow too).
 
     ``save(must_create=True)`` raises ``CreateError`` when the key is taken;
     ``save(must_create=False)`` raises ``UpdateError`` when the session was deleted meanwhile
     (logout in another tab) instead of bringing it back, in every locking mode (with
-    ``locking="none"`` the last writer wins only among writers of a live session).
+    ``locking="none"`` the last writer wins only among writers of a live session).  Each write
+    carries the session's own lifetime (``get_expiry_age()``: ``set_expiry`` included).
     """
 
     _session_key: str | None  # Django's validating property
 
     def __init__(self, session_key: str | None = None) -> None:
         self._backend = backend()
-        self._held: LoadedSession | None = None
-        self._replaced: list[LoadedSession] = []
-        self.lock_failed = False
-        self.moved = False
-        """The key named a session moved to a new key (a login answered meanwhile): nothing
-        is stored for this request and its cookie is left alone."""
+        self._request = RequestSession(self._backend.store, keep_empty=True)
         super().__init__(session_key)
 
     @property
     def store(self) -> DynamoStore:
         return self._backend.store
+
+    @property
+    def lock_failed(self) -> bool:
+        return self._request.lock_failed
+
+    @property
+    def moved(self) -> bool:
+        """The key named a session moved to a new key (a login answered meanwhile): nothing
+        is stored for this request and its cookie is left alone."""
+        return self._request.moved
 
     # --- keys ---------------------------------------------------------------------------------
 
@@ -160,25 +156,17 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         key = self.session_key
         if key is None:
             return {}
-        self._release_held()
-        try:
-            loaded = self.store.load(key)
-        except LockTimeout:
-            self.lock_failed = True
-            raise
-        if not loaded.existed:
-            self.store.release(loaded)
-            self.moved = loaded.moved
+        data = self._request.load(key)
+        if self._request.existing_id is None:
             self._session_key = None  # an unknown (or moved) key is never adopted
             return {}
-        self._held = loaded
-        return dict(loaded.data)
+        return dict(data)
 
     def exists(self, session_key: str | None) -> bool:
         if not self._validate_session_key(session_key):
             return False
         assert session_key is not None
-        return self.store.exists(session_key)
+        return self._request.exists(session_key)
 
     def create(self) -> None:
         while True:
@@ -195,20 +183,16 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
         Unlike ``session[key] += by``, no concurrent request's increment is ever lost.
         """
-        data = self._get_session()
-        held = self._held if self._held is not None and self._held.session_id == self.session_key \
-            else LoadedSession("", "", {})
-        held.data = data  # Django's own dict is the one saved
-        value = held.increment(key, by)
-        self.modified = True
+        value = self._request.increment_in(self._get_session(), key, by, self.session_key)
+        self.modified = True  # Django's own dict is the one saved
         return value
 
     def cycle_key(self) -> None:
-        self.moved = False  # an explicit new session, even in a request that raced a login
+        self._request.moved = False  # an explicit new session, even if it raced a login
         super().cycle_key()
 
     def flush(self) -> None:
-        self.moved = False
+        self._request.moved = False
         super().flush()
 
     def save(self, must_create: bool = False) -> None:
@@ -219,35 +203,20 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         key: str = self.session_key
         data = self._get_session(no_load=must_create)
         age = int(self.get_expiry_age())
+        self._request.lifetime_seconds = age
         if must_create:
             if age <= 0:
                 return  # born expired: nothing to store
-            if self._held is not None and self._held.session_id != key:
-                self._replaced.append(self._held)  # cycle_key: deleted (or released) later
             try:
-                self._held = self._backend.stores.for_lifetime(age).create(key, data)
+                self._request.create(key, data)
             except SessionExists as exc:
                 raise CreateError from exc
             return
         if age <= 0:
             self.delete(key)
             return
-        store = self._backend.stores.for_lifetime(age)
-        held = self._held if self._held is not None and self._held.session_id == key else None
-        if held is None or (store.locking == "pessimistic" and held.lock_token is None):
-            # Not read (or already released) in this request: re-read, taking the lock if
-            # pessimistic, so that a session deleted meanwhile is not brought back.
-            self._release_held()
-            held = store.load(key)
-            if not held.existed:
-                store.release(held)
-                raise UpdateError
-        self._held = held
-        held.keep_empty = True  # emptied is not deleted: only delete() removes a session
         try:
-            store.save(held, data)
-        except SessionMoved:
-            self.moved = True  # a login moved it meanwhile: not stored, cookie left alone
+            self._request.save_existing(key, data)
         except (SessionGone, LockLost) as exc:
             raise UpdateError from exc
 
@@ -256,25 +225,10 @@ class SessionStore(SessionBase):  # type: ignore[misc]
             session_key = self.session_key
         if session_key is None or not self._validate_session_key(session_key):
             return
-        if self._held is not None and self._held.session_id == session_key:
-            self._held = None  # the delete drops its lock too
-        replaced = [s for s in self._replaced if s.session_id == session_key]
-        self._replaced = [s for s in self._replaced if s.session_id != session_key]
-        successor = self._held
-        if replaced and successor is not None and successor.session_id == self.session_key:
-            self._retire(replaced[0], successor)  # cycle_key: the session moved
+        if self._request.retire_old(session_key):  # cycle_key: the session moved
+            self._session_cache = dict(self._request.held_data or {})  # + what others added
             return
-        self.store.delete(session_key)
-
-    def _retire(self, old: LoadedSession, successor: LoadedSession) -> None:
-        """``cycle_key``'s delete of the old key: a marker if unchanged, else merged first."""
-        try:
-            self.store.retire(old, successor)
-        except LockLost:
-            self._held = None
-            self.store.delete(successor.session_id)  # refused: the old key stays
-            raise
-        self._session_cache = dict(successor.data)  # what another request added meanwhile
+        self._request.delete(session_key)
 
     @classmethod
     def clear_expired(cls) -> None:
@@ -312,14 +266,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
     def release_lock(self) -> None:
         """Release a pessimistic lock taken by a read that was not followed by a save."""
-        self._release_held()
-
-    def _release_held(self) -> None:
-        held, self._held = self._held, None
-        replaced, self._replaced = self._replaced, []
-        for session in [*replaced, held]:
-            if session is not None:
-                self.store.release(session)
+        self._request.release_locks()
 
 
 def lock_timeout_response() -> HttpResponse:

@@ -33,8 +33,7 @@ from .handler import SessionHandler
 from .store import SessionStore, create_store
 from .web import (
     DEFAULT_ID_PATTERN,
-    LazySession,
-    LifetimeStores,
+    RequestSession,
     WebOptions,
     is_https,
     store_of,
@@ -50,8 +49,8 @@ class SessionLocked(ServiceUnavailable, LockTimeout):
     """The session stayed locked by another request: Flask answers with ``response`` (503)."""
 
 
-class DynamoSession(LazySession, SessionMixin):  # type: ignore[override]
-    """Flask's ``session``: a lazily loaded :class:`LazySession` with Flask's attributes."""
+class DynamoSession(RequestSession, SessionMixin):  # type: ignore[override]
+    """Flask's ``session``: a lazily loaded :class:`RequestSession` with Flask's attributes."""
 
 
 class DynamoSessionInterface(SessionInterface):
@@ -67,17 +66,14 @@ class DynamoSessionInterface(SessionInterface):
                  lock_timeout_status: int = 503,
                  lock_timeout_body: str = WebOptions.lock_timeout_body,
                  retry_after_seconds: int = 1) -> None:
-        self.stores = LifetimeStores(store_of(handler_or_store))
+        self.store = store_of(handler_or_store)
+        """The one store: a permanent session's lifetime travels with its save."""
         self.options = WebOptions(strict=strict, id_pattern=id_pattern,
                                   trust_forwarded_proto=trust_forwarded_proto,
                                   cookie_samesite=default_samesite,
                                   lock_timeout_status=lock_timeout_status,
                                   lock_timeout_body=lock_timeout_body,
                                   retry_after_seconds=retry_after_seconds)
-
-    @property
-    def store(self) -> SessionStore:
-        return self.stores.base
 
     def _locked(self, exc: LockTimeout) -> BaseException:
         options = self.options
@@ -120,9 +116,10 @@ class DynamoSessionInterface(SessionInterface):
             session.release()
             return
         permanent = bool(session.get("_permanent", False))
-        lifetime = int(app.permanent_session_lifetime.total_seconds()) if permanent else None
+        if permanent:
+            session.lifetime_seconds = int(app.permanent_session_lifetime.total_seconds())
         try:
-            session.save(self.stores.for_lifetime(lifetime))
+            session.save()
         except SessionBusy:
             # The save kept losing races (nothing was written): the view's answer would claim
             # a change that is not stored - answer as a lock timeout instead, and let the
@@ -154,7 +151,7 @@ class DynamoSessionInterface(SessionInterface):
 def _release_at_teardown(_exc: BaseException | None) -> None:
     """Release a lock still held when the request ends without ``save_session`` (errors)."""
     session = getattr(flask.globals.request_ctx, "_session", None)
-    if isinstance(session, LazySession):
+    if isinstance(session, RequestSession):
         session.release()
 
 

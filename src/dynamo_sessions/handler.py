@@ -1,8 +1,10 @@
 """``SessionHandler``: the PHP session protocol (open/close/read/write/destroy/gc) on a store.
 
-It holds the protocol only; DynamoDB work is the store's (``store.py``) and the table's
-(``table.py``).  The handler is safe to share across threads: what a thread has read is kept
-per thread, so two requests for the same session in one process do not mix their state.
+It holds the protocol only; a session's rules are :class:`request.RequestSession`'s (the web
+adapters' too), DynamoDB work is the store's (``store.py``) and the table's (``table.py``).
+The handler is safe to share across threads: what a thread has read is kept per thread (one
+``RequestSession`` per open session), so two requests for the same session in one process do
+not mix their state.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Any
 from . import table
 from .config import SessionConfig
 from .metrics import Metrics
-from .store import LoadedSession, SessionStore, create_store
+from .request import RequestSession
+from .store import SessionStore, create_store
 
 _MAX_SESSION_NAMES = 64
 
@@ -72,8 +75,10 @@ class SessionHandler:
         """Calls and consumed RCU/WCU so far, as DynamoDB reported them."""
         return self.store.metrics
 
-    def _open_sessions(self) -> dict[str, LoadedSession]:
-        sessions: dict[str, LoadedSession] | None = getattr(self._local, "sessions", None)
+    def _open_sessions(self) -> dict[str, RequestSession]:
+        """This thread's open sessions, by id: each a :class:`RequestSession` (the rules the
+        web adapters follow), not adopting ids strictly (PHP picks its ids)."""
+        sessions: dict[str, RequestSession] | None = getattr(self._local, "sessions", None)
         if sessions is None:
             sessions = self._local.sessions = {}
         return sessions
@@ -96,7 +101,7 @@ class SessionHandler:
         sessions = self._open_sessions()
         while sessions:
             _, session = sessions.popitem()
-            self.store.release(session)
+            session.release()
         return True
 
     def read(self, session_id: str) -> dict[str, Any]:
@@ -108,10 +113,11 @@ class SessionHandler:
         sessions = self._open_sessions()
         previous = sessions.pop(session_id, None)
         if previous is not None:
-            self.store.release(previous)
-        session = self.store.load(session_id)
+            previous.release()
+        session = RequestSession(self.store, strict=False)
+        data = session.load(session_id)
         sessions[session_id] = session
-        return session.data
+        return data
 
     def write(self, session_id: str, data: Mapping[str, Any]) -> bool:
         """Store the session's data (and release its lock).
@@ -120,17 +126,10 @@ class SessionHandler:
         item when the data is empty.  On error the stored session is left as it was and the
         lock is released.
         """
-        sessions = self._open_sessions()
-        session = sessions.pop(session_id, None)
-        if session is None:
-            # Not read first (PHP always reads first).  Without locking a blind write needs no
-            # read; a locking mode must take the lock or learn the version.
-            if self.store.locking == "none":
-                session = LoadedSession(session_id=session_id, data={}, item_exists=True,
-                                        key=self.store.item_key(session_id))
-            else:
-                session = self.store.load(session_id)
-        return self.store.save(session, data)
+        session = self._open_sessions().pop(session_id, None)
+        if session is None:  # not read first (PHP always reads first): as the mode needs
+            session = RequestSession(self.store, session_id, strict=False)
+        return session.write(data)
 
     def increment(self, session_id: str, key: str, by: int | float = 1) -> int | float:
         """Add ``by`` to the number under ``key`` of a session read by this thread (read now if
@@ -145,8 +144,8 @@ class SessionHandler:
 
     def destroy(self, session_id: str) -> bool:
         """Delete the session (and with it any lock on it)."""
-        self._open_sessions().pop(session_id, None)
-        return self.store.delete(session_id)
+        session = self._open_sessions().pop(session_id, None)
+        return (session or RequestSession(self.store, strict=False)).delete(session_id)
 
     def gc(self, max_lifetime_seconds: int = 0) -> int:
         """PHP's gc hook: collects only when ``automatic_gc`` is on; returns items deleted.

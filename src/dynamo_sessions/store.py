@@ -138,6 +138,18 @@ class SessionStore:
         """
         return self.driver.run(self.protocol.load(session_id, lifetime_seconds=lifetime_seconds))
 
+    def load_for_write(self, session_id: str, *,
+                       lifetime_seconds: int | None = None) -> LoadedSession:
+        """A session to write that this request has not read: no call without locking; a
+        locking mode loads it (takes the lock, learns the version)."""
+        return self.driver.run(self.protocol.load_for_write(
+            session_id, lifetime_seconds=lifetime_seconds))
+
+    def writable(self, session: LoadedSession) -> bool:
+        """``session`` can be saved as it is (False: load it again first - a pessimistic
+        session whose lock was given back, or that this request created unlocked)."""
+        return self.protocol.writable(session)
+
     def save(self, session: LoadedSession, data: Mapping[str, Any] | None = None, *,
              lifetime_seconds: int | None = None) -> bool:
         """Store ``data`` (default: ``session.data``) and release any lock; True on success.

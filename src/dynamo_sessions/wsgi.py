@@ -30,7 +30,7 @@ from .handler import SessionHandler
 from .metrics import logger
 from .store import SessionStore
 from .web import (
-    LazySession,
+    RequestSession,
     WebOptions,
     is_https,
     lock_timeout_response,
@@ -54,12 +54,12 @@ class SessionMiddleware:
         self.store = store_of(handler_or_store)
         self.options = (options or WebOptions()).replace(**option_overrides)
 
-    def session_for(self, environ: dict[str, Any]) -> LazySession:
+    def session_for(self, environ: dict[str, Any]) -> RequestSession:
         """A new lazy session for this request's cookie (no DynamoDB call)."""
         options = self.options
         raw = read_cookie(str(environ.get("HTTP_COOKIE", "")), options.cookie_name)
         cookie_id = raw if valid_cookie_id(raw, options.id_pattern) else None
-        return LazySession(self.store, cookie_id, strict=options.strict,
+        return RequestSession(self.store, cookie_id, strict=options.strict,
                            cookie_present=raw is not None)
 
     def __call__(self, environ: dict[str, Any],
@@ -87,7 +87,7 @@ class SessionMiddleware:
 class _Response:
     """Holds the app's status and headers until the body starts, then adds the cookie."""
 
-    def __init__(self, options: WebOptions, environ: dict[str, Any], session: LazySession,
+    def __init__(self, options: WebOptions, environ: dict[str, Any], session: RequestSession,
                  start_response: StartResponse) -> None:
         self.options = options
         self.environ = environ

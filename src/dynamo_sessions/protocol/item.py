@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from .. import _core
-from ..errors import CorruptSession, NotACounter, SessionTooLarge
+from ..errors import ConfigError, CorruptSession, NotACounter, SessionTooLarge
 from ..merge import Number, is_number
 from .ids import log_id
 
@@ -246,3 +246,12 @@ def from_item(session_id: str, key: str, item: dict[str, Any] | None,
 def expired(item: dict[str, Any] | None, session: LoadedSession) -> bool:
     """``session``, read by :func:`from_item` from ``item``, was expired."""
     return item is not None and session.expires is None and EXPIRES in item
+
+
+def check_lifetime(lifetime_seconds: int | None) -> None:
+    """A per-save lifetime is a whole number of seconds > 0 (or ``None``: the config's)."""
+    if lifetime_seconds is not None and (not isinstance(lifetime_seconds, int)
+                                         or isinstance(lifetime_seconds, bool)
+                                         or lifetime_seconds <= 0):
+        raise ConfigError(f"lifetime_seconds={lifetime_seconds!r}: must be a whole number "
+                          "of seconds > 0 (or None for session_lifetime_seconds)")

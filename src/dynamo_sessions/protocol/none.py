@@ -31,6 +31,7 @@ from .item import (
     _check_size,
     _next_writes,
     _number,
+    check_lifetime,
     expired,
     from_item,
 )
@@ -55,6 +56,7 @@ class NoLocking(Versioned):
         is never silently replaced by an empty session.
         """
         key = self.item_key(session_id)
+        check_lifetime(lifetime_seconds)
         tally = self._begin()
         try:
             response = yield from self._call("GetItem", {
@@ -76,6 +78,21 @@ class NoLocking(Versioned):
             raise
         self._report("read", session, tally)
         return session
+
+    def load_for_write(self, session_id: str, *,
+                       lifetime_seconds: int | None = None) -> Operation[LoadedSession]:
+        """A session to write that this request has not read: without locking, a blind
+        write needs no read (no call); a locking mode loads it (takes the lock, learns the
+        version) - callers need not know the mode."""
+        check_lifetime(lifetime_seconds)
+        return LoadedSession(session_id=session_id, key=self.item_key(session_id), data={},
+                             item_exists=True, lifetime_seconds=lifetime_seconds)
+        yield  # a generator, like every operation  # pragma: no cover
+
+    def writable(self, session: LoadedSession) -> bool:
+        """``session`` can be saved as it is (False: load it again first - a pessimistic
+        session whose lock was given back, or that this request created unlocked)."""
+        return True
 
     def _delete_if_expired(self, key: str, now: float) -> Operation[None]:
         try:
@@ -102,6 +119,7 @@ class NoLocking(Versioned):
         """
         if data is not None:
             session.data = dict(data)
+        check_lifetime(lifetime_seconds)
         if lifetime_seconds is not None:
             session.lifetime_seconds = lifetime_seconds
         tally = self._begin()
@@ -235,6 +253,7 @@ class NoLocking(Versioned):
         """Store a new session only if no live item has that id (else :class:`SessionExists`);
         it lives ``lifetime_seconds`` (``None``: the config's)."""
         key = self.item_key(session_id)
+        check_lifetime(lifetime_seconds)
         now = self.clock()
         session = LoadedSession(session_id=session_id, key=key, data=dict(data),
                                 lifetime_seconds=lifetime_seconds)

@@ -35,6 +35,10 @@ class Optimistic(NoLocking):
     def _versioned(self, session: LoadedSession) -> bool:
         return True
 
+    def load_for_write(self, session_id: str, *,
+                       lifetime_seconds: int | None = None) -> Operation[LoadedSession]:
+        return self.load(session_id, lifetime_seconds=lifetime_seconds)  # learn the version
+
     def _write(self, session: LoadedSession, payload: bytes, expires: int) -> Operation[None]:
         return self._write_versioned(session, payload, expires)
 

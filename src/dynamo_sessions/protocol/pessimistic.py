@@ -32,6 +32,7 @@ from .item import (
     PRIOR_EXPIRES,
     LoadedSession,
     _before_lock,
+    check_lifetime,
     from_item,
 )
 from .none import NoLocking
@@ -54,6 +55,7 @@ class Pessimistic(NoLocking):
     def load(self, session_id: str, *,
              lifetime_seconds: int | None = None) -> Operation[LoadedSession]:
         key = self.item_key(session_id)
+        check_lifetime(lifetime_seconds)
         token = secrets.token_urlsafe(16)  # _LOCK_TOKEN_BYTES characters
         config = self.config
         backoff = self._backoff()
@@ -141,6 +143,13 @@ class Pessimistic(NoLocking):
             session.moved = loaded.moved
         self._report("lock", session, tally, lock_wait_seconds=waited)
         return session
+
+    def load_for_write(self, session_id: str, *,
+                       lifetime_seconds: int | None = None) -> Operation[LoadedSession]:
+        return self.load(session_id, lifetime_seconds=lifetime_seconds)  # take the lock
+
+    def writable(self, session: LoadedSession) -> bool:
+        return session.lock_token is not None
 
     def renew_lock(self, key: str, token: str,
                    session: LoadedSession | None = None) -> Operation[bool]:
