@@ -241,9 +241,11 @@ def backoff_settings(
     min_retry_microseconds: int, max_retry_microseconds: int, max_wait_seconds: float, mode: str
 ) -> tuple[int, int, float, str, bool]:
     """A LockRetryBackoff's checked arguments: (min and max delay in microseconds, the wait in
-    seconds, the mode, whether it is exponential); ``ValueError`` for a mode not in
-    :data:`BACKOFF_MODES`, a negative or inverted delay range, a negative or NaN wait.  The same
-    arguments always give the same settings (the compiled core keeps the last ones)."""
+    seconds, the mode as the very str of :data:`BACKOFF_MODES` it equals - a str subclass such as
+    a StrEnum member is kept as plain str -, whether it is exponential); ``ValueError`` for a
+    mode not in :data:`BACKOFF_MODES`, a negative or inverted delay range, a negative or NaN
+    wait.  The same arguments always give the same settings (the compiled core keeps the last
+    ones)."""
     if mode not in BACKOFF_MODES:
         raise ValueError(f"mode must be one of {BACKOFF_MODES}, not {mode!r}")
     min_us = int(min_retry_microseconds)
@@ -252,6 +254,7 @@ def backoff_settings(
         raise ValueError("need 0 <= min_retry_microseconds <= max_retry_microseconds")
     if not max_wait_seconds >= 0:
         raise ValueError("max_wait_seconds must be >= 0")
+    mode = BACKOFF_MODES[BACKOFF_MODES.index(mode)]
     return min_us, max_us, float(max_wait_seconds), mode, mode == "exponential"
 
 
