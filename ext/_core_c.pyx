@@ -238,6 +238,17 @@ cdef int _pack_datetime(ds_buf* b, object value) except -1:
     return 0
 
 
+cdef inline int _pack_header(ds_buf* b, Py_ssize_t n, bint is_map) except -1:
+    """A map or array header for n elements; 1 when msgpack's length field cannot hold n."""
+    if n > _MAX_LENGTH:
+        return 1
+    if is_map:
+        ds_pack_map(b, n)
+    else:
+        ds_pack_array(b, n)
+    return 0
+
+
 cdef int _pack_dict(ds_buf* b, object mapping, int depth) except -1:
     cdef Py_ssize_t pos = 0, count = 0, size
     cdef PyObject* key_ref
@@ -245,31 +256,34 @@ cdef int _pack_dict(ds_buf* b, object mapping, int depth) except -1:
     cdef object key, value  # strong references: packing a value may run Python code
     if depth > _MAX_DEPTH:
         return 1
-    if PyDict_CheckExact(mapping):
-        size = PyDict_GET_SIZE(mapping)
-        if size > _MAX_LENGTH:
-            return 1
-        ds_pack_map(b, size)
-        while PyDict_Next(mapping, &pos, &key_ref, &value_ref):
-            key = <object>key_ref
-            value = <object>value_ref
-            if not PyUnicode_Check(key) or _pack_text(b, key):
-                return 1
-            if _pack(b, value, depth + 1):
-                return 1
-            count += 1
-        if count != size or PyDict_GET_SIZE(mapping) != size:
-            raise RuntimeError("dictionary changed size during iteration")
-        return 0
-    # A dict subclass: its own items(), as msgpack's packer does (an OrderedDict keeps its order).
-    items = list(mapping.items())
-    if len(items) > _MAX_LENGTH:
+    if not PyDict_CheckExact(mapping):
+        return _pack_dict_items(b, mapping, depth)
+    size = PyDict_GET_SIZE(mapping)
+    if _pack_header(b, size, True):
         return 1
-    ds_pack_map(b, len(items))
-    for k, v in items:
-        if not PyUnicode_Check(k) or _pack_text(b, k):
+    while PyDict_Next(mapping, &pos, &key_ref, &value_ref):
+        key = <object>key_ref
+        value = <object>value_ref
+        if not PyUnicode_Check(key) or _pack_text(b, key):
             return 1
-        if _pack(b, v, depth + 1):
+        if _pack(b, value, depth + 1):
+            return 1
+        count += 1
+    if count != size or PyDict_GET_SIZE(mapping) != size:
+        raise RuntimeError("dictionary changed size during iteration")
+    return 0
+
+
+cdef int _pack_dict_items(ds_buf* b, object mapping, int depth) except -1:
+    """A dict subclass: its own items(), as msgpack's packer does (an OrderedDict keeps its
+    order)."""
+    items = list(mapping.items())
+    if _pack_header(b, len(items), True):
+        return 1
+    for key, value in items:
+        if not PyUnicode_Check(key) or _pack_text(b, key):
+            return 1
+        if _pack(b, value, depth + 1):
             return 1
     return 0
 
@@ -279,36 +293,27 @@ cdef int _pack_sequence(ds_buf* b, object seq, int depth) except -1:
     cdef object item  # a strong reference: packing an item may run Python code
     if depth > _MAX_DEPTH:
         return 1
-    if PyList_CheckExact(seq):
-        n = PyList_GET_SIZE(seq)
-        if n > _MAX_LENGTH:
-            return 1
-        ds_pack_array(b, n)
-        for i in range(n):
-            if i >= PyList_GET_SIZE(seq):
-                raise RuntimeError("list changed size during iteration")
-            item = <object>PyList_GET_ITEM(seq, i)
-            if _pack(b, item, depth + 1):
-                return 1
-        if PyList_GET_SIZE(seq) != n:
-            raise RuntimeError("list changed size during iteration")
-        return 0
     if PyTuple_CheckExact(seq):
         n = PyTuple_GET_SIZE(seq)
-        if n > _MAX_LENGTH:
+        if _pack_header(b, n, False):
             return 1
-        ds_pack_array(b, n)
         for i in range(n):
             if _pack(b, <object>PyTuple_GET_ITEM(seq, i), depth + 1):
                 return 1
         return 0
-    items = list(seq)  # a list or tuple subclass: its own iteration
-    if len(items) > _MAX_LENGTH:
+    if not PyList_CheckExact(seq):  # a list or tuple subclass: its own iteration
+        seq = list(seq)
+    n = PyList_GET_SIZE(seq)
+    if _pack_header(b, n, False):
         return 1
-    ds_pack_array(b, len(items))
-    for v in items:
-        if _pack(b, v, depth + 1):
+    for i in range(n):
+        if i >= PyList_GET_SIZE(seq):
+            raise RuntimeError("list changed size during iteration")
+        item = <object>PyList_GET_ITEM(seq, i)
+        if _pack(b, item, depth + 1):
             return 1
+    if PyList_GET_SIZE(seq) != n:
+        raise RuntimeError("list changed size during iteration")
     return 0
 
 
@@ -889,16 +894,26 @@ def item_size(item):
     return total
 
 
-@_documented
-def write_units(size):
+cdef inline long long _c_units(object size, long long unit) except -2:
+    """Units of ``unit`` bytes (at least 1) for a size given as an int that fits a C long long;
+    -1 for any other size (the caller's Python path); ValueError for a negative one."""
     cdef int overflow = 0
     cdef long long n
-    if type(size) is int:
-        n = PyLong_AsLongLongAndOverflow(size, &overflow)
-        if overflow == 0:
-            if n < 0:
-                raise ValueError("size must be >= 0")
-            return 1 if n <= _WRITE_UNIT else n // _WRITE_UNIT + (n % _WRITE_UNIT != 0)
+    if type(size) is not int:
+        return -1
+    n = PyLong_AsLongLongAndOverflow(size, &overflow)
+    if overflow:
+        return -1
+    if n < 0:
+        raise ValueError("size must be >= 0")
+    return 1 if n <= unit else n // unit + (n % unit != 0)
+
+
+@_documented
+def write_units(size):
+    cdef long long units = _c_units(size, _WRITE_UNIT)
+    if units > 0:
+        return units
     if size < 0:
         raise ValueError("size must be >= 0")
     return max(1, -(-size // WRITE_UNIT_BYTES))
@@ -906,19 +921,13 @@ def write_units(size):
 
 @_documented
 def read_units(size, consistent=True):
-    cdef int overflow = 0
-    cdef long long n
-    if type(size) is int:
-        n = PyLong_AsLongLongAndOverflow(size, &overflow)
-        if overflow == 0:
-            if n < 0:
-                raise ValueError("size must be >= 0")
-            n = 1 if n <= _READ_UNIT else n // _READ_UNIT + (n % _READ_UNIT != 0)
-            return <double>n if consistent else n / 2.0
+    cdef long long units = _c_units(size, _READ_UNIT)
+    if units > 0:
+        return <double>units if consistent else units / 2.0
     if size < 0:
         raise ValueError("size must be >= 0")
-    units = max(1, -(-size // READ_UNIT_BYTES))
-    return float(units) if consistent else units / 2.0
+    big_units = max(1, -(-size // READ_UNIT_BYTES))
+    return float(big_units) if consistent else big_units / 2.0
 
 
 # ==============================================================================================
