@@ -266,4 +266,19 @@ static inline void ds_civil_from_days(int64_t z, int *year, int *month, int *day
 static inline int64_t ds_floordiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 static inline int64_t ds_floormod(int64_t a, int64_t b) { return a - ds_floordiv(a, b) * b; }
 
+/* Give a static extension type the docstring ``doc``: with no tp_doc, type.__doc__ reads the
+   type's dict (Cython fixes a cdef class's docstring at compile time; the shared text is only
+   known at import). */
+static int ds_set_type_doc(PyObject *type, PyObject *doc) {
+    PyTypeObject *t = (PyTypeObject *)type;
+    if (!PyType_Check(type) || t->tp_doc != NULL || t->tp_dict == NULL) {
+        PyErr_SetString(PyExc_TypeError, "a type without a compiled docstring was expected");
+        return -1;
+    }
+    if (PyDict_SetItemString(t->tp_dict, "__doc__", doc) < 0)
+        return -1;
+    PyType_Modified(t);
+    return 0;
+}
+
 #endif

@@ -11,10 +11,11 @@ runs every test against both.  Unlike the twin this module does not use the msgp
 * the lock-retry backoff schedule is a cdef class drawing the same splitmix64 stream.
 
 Byte-level helpers (loads/stores, msgpack headers, the key cache, date math) are in
-``_core_c.h``.  Limits, format constants and the encode validation come from
-``dynamo_sessions._rules``, which the twin imports too: errors are reported by the same code
-(``raise_encode_error``), so messages and key paths agree, and both encoders refuse exactly
-what both decoders refuse.
+``_core_c.h``.  Limits, format constants, the encode validation, the backoff's argument
+checks, the inflate guard and the public docstrings come from ``dynamo_sessions._rules``, which
+the twin imports too (numbers are copied into C variables at import): errors are reported by the
+same code (``raise_encode_error``, ``backoff_settings``), so messages and key paths agree, and
+both encoders refuse exactly what both decoders refuse.
 """
 
 import datetime as _dt
@@ -73,6 +74,7 @@ cdef extern from "Python.h":
     bint PyLong_Check(object o)
     long long PyLong_AsLongLongAndOverflow(object o, int* overflow) except? -1
     unsigned long long PyLong_AsUnsignedLongLong(object o)  # checked by hand: see _pack_int
+    unsigned long long PyLong_AsUnsignedLongLongMask(object o) except? <unsigned long long>-1
     PyObject* PyErr_Occurred()
     bint PyFloat_Check(object o)
     double PyFloat_AS_DOUBLE(object o)
@@ -124,25 +126,22 @@ cdef extern from "_core_c.h":
     void ds_civil_from_days(int64_t z, int* year, int* month, int* day)
     int64_t ds_floordiv(int64_t a, int64_t b)
     int64_t ds_floormod(int64_t a, int64_t b)
+    int ds_set_type_doc(object type, object doc) except -1
 
 
+from dynamo_sessions._rules import (  # the public constants, as the twin has them too
+    BACKOFF_MODES, CODEC_NONE, CODEC_ZLIB, FORMAT_VERSION, HEADER_BYTES, MAX_DEPTH,
+    MAX_INFLATED_BYTES, MAX_ITEM_BYTES, MAX_NUMBER_BYTES, MAX_PACKED_BYTES, PAYLOAD_MAGIC,
+    READ_UNIT_BYTES, WRITE_UNIT_BYTES, ZLIB_LEVEL,
+)
 from dynamo_sessions._rules import (
-    CODEC_NONE,
-    CODEC_ZLIB,
-    FORMAT_VERSION,
-    HEADER_BYTES,
-    MAX_DEPTH,
-    MAX_INFLATED_BYTES,
-    MAX_ITEM_BYTES,
-    MAX_NUMBER_BYTES,
-    MAX_PACKED_BYTES,
-    MAX_TIMESTAMP_SECONDS,
-    MIN_TIMESTAMP_SECONDS,
-    PAYLOAD_MAGIC,
-    READ_UNIT_BYTES,
-    WRITE_UNIT_BYTES,
-    ZLIB_LEVEL,
+    DOCS as _DOCS,
+    MAX_TIMESTAMP_SECONDS as _MAX_TIMESTAMP_SECONDS,
+    MIN_TIMESTAMP_SECONDS as _MIN_TIMESTAMP_SECONDS,
     as_dict as _as_dict,
+    backoff_settings as _backoff_settings,
+    documented as _documented,
+    inflate as _inflate,
     payload_view as _payload_view,
     raise_encode_error as _raise_encode_error,
     raise_too_large as _raise_too_large,
@@ -152,8 +151,8 @@ from dynamo_sessions._rules import (
 cdef int _MAX_DEPTH = MAX_DEPTH
 cdef int _MAX_NUMBER_BYTES = MAX_NUMBER_BYTES
 cdef Py_ssize_t _MAX_PACKED = MAX_PACKED_BYTES
-cdef int64_t _MIN_SECONDS = MIN_TIMESTAMP_SECONDS
-cdef int64_t _MAX_SECONDS = MAX_TIMESTAMP_SECONDS
+cdef int64_t _MIN_SECONDS = _MIN_TIMESTAMP_SECONDS
+cdef int64_t _MAX_SECONDS = _MAX_TIMESTAMP_SECONDS
 cdef unsigned char _MAGIC = PAYLOAD_MAGIC
 cdef unsigned char _HEADER_NONE_BYTE = FORMAT_VERSION << 4 | CODEC_NONE
 cdef Py_ssize_t _WRITE_UNIT = WRITE_UNIT_BYTES
@@ -166,7 +165,6 @@ cdef Py_ssize_t _MAX_LENGTH = 0xFFFFFFFF  # msgpack's largest str/bin/array/map 
 
 _HEADER_ZLIB = bytes((PAYLOAD_MAGIC, FORMAT_VERSION << 4 | CODEC_ZLIB))
 cdef object _UTC = _dt.timezone.utc
-_MASK64 = (1 << 64) - 1
 cdef uint64_t _LOW_34_BITS = (<uint64_t>1 << 34) - 1
 
 
@@ -240,6 +238,17 @@ cdef int _pack_datetime(ds_buf* b, object value) except -1:
     return 0
 
 
+cdef inline int _pack_header(ds_buf* b, Py_ssize_t n, bint is_map) except -1:
+    """A map or array header for n elements; 1 when msgpack's length field cannot hold n."""
+    if n > _MAX_LENGTH:
+        return 1
+    if is_map:
+        ds_pack_map(b, n)
+    else:
+        ds_pack_array(b, n)
+    return 0
+
+
 cdef int _pack_dict(ds_buf* b, object mapping, int depth) except -1:
     cdef Py_ssize_t pos = 0, count = 0, size
     cdef PyObject* key_ref
@@ -247,31 +256,34 @@ cdef int _pack_dict(ds_buf* b, object mapping, int depth) except -1:
     cdef object key, value  # strong references: packing a value may run Python code
     if depth > _MAX_DEPTH:
         return 1
-    if PyDict_CheckExact(mapping):
-        size = PyDict_GET_SIZE(mapping)
-        if size > _MAX_LENGTH:
-            return 1
-        ds_pack_map(b, size)
-        while PyDict_Next(mapping, &pos, &key_ref, &value_ref):
-            key = <object>key_ref
-            value = <object>value_ref
-            if not PyUnicode_Check(key) or _pack_text(b, key):
-                return 1
-            if _pack(b, value, depth + 1):
-                return 1
-            count += 1
-        if count != size or PyDict_GET_SIZE(mapping) != size:
-            raise RuntimeError("dictionary changed size during iteration")
-        return 0
-    # A dict subclass: its own items(), as msgpack's packer does (an OrderedDict keeps its order).
-    items = list(mapping.items())
-    if len(items) > _MAX_LENGTH:
+    if not PyDict_CheckExact(mapping):
+        return _pack_dict_items(b, mapping, depth)
+    size = PyDict_GET_SIZE(mapping)
+    if _pack_header(b, size, True):
         return 1
-    ds_pack_map(b, len(items))
-    for k, v in items:
-        if not PyUnicode_Check(k) or _pack_text(b, k):
+    while PyDict_Next(mapping, &pos, &key_ref, &value_ref):
+        key = <object>key_ref
+        value = <object>value_ref
+        if not PyUnicode_Check(key) or _pack_text(b, key):
             return 1
-        if _pack(b, v, depth + 1):
+        if _pack(b, value, depth + 1):
+            return 1
+        count += 1
+    if count != size or PyDict_GET_SIZE(mapping) != size:
+        raise RuntimeError("dictionary changed size during iteration")
+    return 0
+
+
+cdef int _pack_dict_items(ds_buf* b, object mapping, int depth) except -1:
+    """A dict subclass: its own items(), as msgpack's packer does (an OrderedDict keeps its
+    order)."""
+    items = list(mapping.items())
+    if _pack_header(b, len(items), True):
+        return 1
+    for key, value in items:
+        if not PyUnicode_Check(key) or _pack_text(b, key):
+            return 1
+        if _pack(b, value, depth + 1):
             return 1
     return 0
 
@@ -281,36 +293,27 @@ cdef int _pack_sequence(ds_buf* b, object seq, int depth) except -1:
     cdef object item  # a strong reference: packing an item may run Python code
     if depth > _MAX_DEPTH:
         return 1
-    if PyList_CheckExact(seq):
-        n = PyList_GET_SIZE(seq)
-        if n > _MAX_LENGTH:
-            return 1
-        ds_pack_array(b, n)
-        for i in range(n):
-            if i >= PyList_GET_SIZE(seq):
-                raise RuntimeError("list changed size during iteration")
-            item = <object>PyList_GET_ITEM(seq, i)
-            if _pack(b, item, depth + 1):
-                return 1
-        if PyList_GET_SIZE(seq) != n:
-            raise RuntimeError("list changed size during iteration")
-        return 0
     if PyTuple_CheckExact(seq):
         n = PyTuple_GET_SIZE(seq)
-        if n > _MAX_LENGTH:
+        if _pack_header(b, n, False):
             return 1
-        ds_pack_array(b, n)
         for i in range(n):
             if _pack(b, <object>PyTuple_GET_ITEM(seq, i), depth + 1):
                 return 1
         return 0
-    items = list(seq)  # a list or tuple subclass: its own iteration
-    if len(items) > _MAX_LENGTH:
+    if not PyList_CheckExact(seq):  # a list or tuple subclass: its own iteration
+        seq = list(seq)
+    n = PyList_GET_SIZE(seq)
+    if _pack_header(b, n, False):
         return 1
-    ds_pack_array(b, len(items))
-    for v in items:
-        if _pack(b, v, depth + 1):
+    for i in range(n):
+        if i >= PyList_GET_SIZE(seq):
+            raise RuntimeError("list changed size during iteration")
+        item = <object>PyList_GET_ITEM(seq, i)
+        if _pack(b, item, depth + 1):
             return 1
+    if PyList_GET_SIZE(seq) != n:
+        raise RuntimeError("list changed size during iteration")
     return 0
 
 
@@ -372,26 +375,13 @@ cdef bytes _encode(object data, bint with_header):
         ds_buf_free(&b)
 
 
+@_documented
 def pack_session(data):
-    """Encode a session mapping as plain msgpack (no header, no compression).
-
-    Raises :class:`SessionEncodeError` naming the key of the first value that cannot be stored,
-    :class:`SessionTooLarge` when it packs to more than ``MAX_PACKED_BYTES``.
-    """
     return _encode(data, False)
 
 
+@_documented
 def encode_session(data, overhead_bytes=0, compress=True):
-    """Encode a session mapping into the bytes stored in the item's ``data`` attribute.
-
-    The result is a two-byte header (0xC1, format version << 4 | codec) and standard msgpack
-    (bin types, timestamp extension for aware datetimes).  ``overhead_bytes`` is the size of the
-    rest of the item (key, expiry, lock attributes); with ``compress`` the payload is zlib-
-    compressed only when that lowers the number of 1 KB write units the whole item needs.
-    Raises :class:`SessionEncodeError` naming the key of a value that cannot be stored, and
-    :class:`SessionTooLarge` for a session over ``MAX_PACKED_BYTES`` packed: whatever this
-    returns, :func:`decode_session` reads back.
-    """
     cdef bytes payload = _encode(data, True)
     if type(overhead_bytes) is int and 0 <= overhead_bytes <= _WRITE_UNIT and (
             PyBytes_GET_SIZE(payload) + <Py_ssize_t>overhead_bytes <= _WRITE_UNIT):
@@ -659,29 +649,9 @@ cdef dict _unpack_buffer(object body):
         PyBuffer_Release(&view)
 
 
+@_documented
 def unpack_session(body):
-    """Decode plain msgpack (no header) into a session dict.
-
-    Raises :class:`CorruptSession` for anything that is not a msgpack map with str keys holding
-    supported values, or longer than ``MAX_PACKED_BYTES``; never another exception.  Memory and
-    time are linear in the body's length: every object built takes at least one byte of it,
-    and a container that promises more elements than bytes remain is refused before it is
-    allocated.
-    """
     return _unpack_buffer(body)
-
-
-def _inflate(body):
-    inflater = zlib.decompressobj()
-    try:
-        out = inflater.decompress(body, MAX_INFLATED_BYTES)
-    except zlib.error as exc:
-        raise CorruptSession(f"compressed session payload is damaged: {exc}") from exc
-    if inflater.unconsumed_tail:
-        raise CorruptSession(f"session payload inflates past {MAX_INFLATED_BYTES} bytes")
-    if not inflater.eof or inflater.unused_data:
-        raise CorruptSession("compressed session payload is truncated or has trailing bytes")
-    return out
 
 
 cdef dict _decode_flat(const unsigned char* data, Py_ssize_t size, object owner):
@@ -700,17 +670,8 @@ cdef dict _decode_flat(const unsigned char* data, Py_ssize_t size, object owner)
     raise CorruptSession(f"session payload codec {codec} is not supported")
 
 
+@_documented
 def decode_session(payload):
-    """Decode bytes made by :func:`encode_session` back into a session dict.
-
-    Datetimes come back as aware datetimes in UTC, tuples as lists.  Any malformed input
-    (wrong type, truncated, wrong header, unknown version or codec, garbage, unsupported
-    types) raises :class:`CorruptSession` - never another exception.  Decoding is bounded by
-    the payload: a compressed one inflates to at most ``MAX_INFLATED_BYTES`` (and at most 1032
-    times its own length, deflate's limit), and no more objects are built than there are
-    msgpack bytes, so a stored item of n bytes costs O(min(1032 n, MAX_INFLATED_BYTES)) time
-    and memory (tests/test_codec_limits.py: at most 128 bytes of memory per msgpack byte).
-    """
     cdef Py_buffer buffer
     if type(payload) is bytes:
         return _decode_flat(<const unsigned char*>PyBytes_AS_STRING(payload),
@@ -822,14 +783,8 @@ cdef inline char _digit_at(const char* s, Py_ssize_t int_start, Py_ssize_t integ
     return s[frac_start + index - integral]
 
 
+@_documented
 def number_size(text):
-    """Bytes DynamoDB counts for a number given as its decimal string.
-
-    DynamoDB stores numbers as base-100 digit pairs aligned on the decimal point, after
-    dropping leading and trailing zero pairs, plus one exponent byte, plus a terminator byte
-    for a negative number unless its pairs fill all 20 (``MAX_NUMBER_BYTES``); zero takes one
-    byte.  Raises ``ValueError`` for a malformed number.
-    """
     return _number_size(text)
 
 
@@ -918,16 +873,13 @@ cdef Py_ssize_t _attribute_value_size(object value) except -1:
     raise TypeError(f"unknown DynamoDB attribute type {tag!r}")
 
 
+@_documented
 def attribute_value_size(value):
-    """Bytes DynamoDB counts for one low-level attribute value such as ``{"S": "abc"}``.
-
-    Lists and maps cost 3 bytes plus 1 byte per element (and a map element's key length).
-    """
     return _attribute_value_size(value)
 
 
+@_documented
 def item_size(item):
-    """Bytes DynamoDB counts for a low-level item: UTF-8 attribute-name lengths plus values."""
     cdef Py_ssize_t total = 0, pos = 0
     cdef PyObject* name
     cdef PyObject* value
@@ -942,59 +894,54 @@ def item_size(item):
     return total
 
 
-def write_units(size):
-    """Write capacity units for writing an item of ``size`` bytes (1 KB units, at least 1)."""
+cdef inline long long _c_units(object size, long long unit) except -2:
+    """Units of ``unit`` bytes (at least 1) for a size given as an int that fits a C long long;
+    -1 for any other size (the caller's Python path); ValueError for a negative one."""
     cdef int overflow = 0
     cdef long long n
-    if type(size) is int:
-        n = PyLong_AsLongLongAndOverflow(size, &overflow)
-        if overflow == 0:
-            if n < 0:
-                raise ValueError("size must be >= 0")
-            return 1 if n <= _WRITE_UNIT else n // _WRITE_UNIT + (n % _WRITE_UNIT != 0)
+    if type(size) is not int:
+        return -1
+    n = PyLong_AsLongLongAndOverflow(size, &overflow)
+    if overflow:
+        return -1
+    if n < 0:
+        raise ValueError("size must be >= 0")
+    return 1 if n <= unit else n // unit + (n % unit != 0)
+
+
+@_documented
+def write_units(size):
+    cdef long long units = _c_units(size, _WRITE_UNIT)
+    if units > 0:
+        return units
     if size < 0:
         raise ValueError("size must be >= 0")
     return max(1, -(-size // WRITE_UNIT_BYTES))
 
 
+@_documented
 def read_units(size, consistent=True):
-    """Read capacity units for reading an item of ``size`` bytes.
-
-    4 KB units, at least 1; an eventually consistent read costs half.
-    """
-    cdef int overflow = 0
-    cdef long long n
-    if type(size) is int:
-        n = PyLong_AsLongLongAndOverflow(size, &overflow)
-        if overflow == 0:
-            if n < 0:
-                raise ValueError("size must be >= 0")
-            n = 1 if n <= _READ_UNIT else n // _READ_UNIT + (n % _READ_UNIT != 0)
-            return <double>n if consistent else n / 2.0
+    cdef long long units = _c_units(size, _READ_UNIT)
+    if units > 0:
+        return <double>units if consistent else units / 2.0
     if size < 0:
         raise ValueError("size must be >= 0")
-    units = max(1, -(-size // READ_UNIT_BYTES))
-    return float(units) if consistent else units / 2.0
+    big_units = max(1, -(-size // READ_UNIT_BYTES))
+    return float(big_units) if consistent else big_units / 2.0
 
 
 # ==============================================================================================
 # Lock-retry backoff
 # ==============================================================================================
 
-BACKOFF_MODES = ("exponential", "uniform")
+# The arguments of the last backoff built (exact int / float / str objects) and what
+# _rules.backoff_settings answered for them: a store builds every backoff from the same option
+# objects, so the shared check runs once, not on every lock wait.
+cdef object _last_min = None, _last_max = None, _last_wait = None, _last_mode = None
+cdef tuple _last_settings = None
 
 
 cdef class LockRetryBackoff:
-    """Delays between attempts to take a session lock (or to retry an optimistic write).
-
-    ``exponential`` (default): the n-th delay is drawn uniformly from
-    ``[min, min(max, min * 2**n)]`` microseconds (exponential backoff with jitter).
-    ``uniform``: every delay is drawn uniformly from ``[min, max]``, as the PHP handler does.
-    ``wait()`` never sleeps past ``max_wait_seconds`` after ``start()``: the last sleep is cut
-    to end at the deadline, and ``wait()`` returns ``False`` once the deadline has passed.
-    A ``seed`` makes the schedule reproducible (both twins draw the same delays).
-    """
-
     cdef public unsigned long long min_retry_microseconds
     cdef public unsigned long long max_retry_microseconds
     cdef public double max_wait_seconds
@@ -1017,25 +964,25 @@ cdef class LockRetryBackoff:
         clock=time.monotonic,
         sleep=time.sleep,
     ):
-        if mode not in BACKOFF_MODES:
-            raise ValueError(f"mode must be one of {BACKOFF_MODES}, not {mode!r}")
-        min_us = int(min_retry_microseconds)
-        max_us = int(max_retry_microseconds)
-        if min_us < 0 or max_us < min_us:
-            raise ValueError("need 0 <= min_retry_microseconds <= max_retry_microseconds")
-        if not max_wait_seconds >= 0:
-            raise ValueError("max_wait_seconds must be >= 0")
-        self.min_retry_microseconds = min_us
-        self.max_retry_microseconds = max_us
-        self.max_wait_seconds = float(max_wait_seconds)
-        self.mode = mode
-        self._exponential = mode == "exponential"
-        self._state = (secrets.randbits(64) if seed is None else int(seed)) & _MASK64
-        self._clock = clock
+        global _last_min, _last_max, _last_wait, _last_mode, _last_settings
+        if (_last_settings is not None and min_retry_microseconds is _last_min
+                and max_retry_microseconds is _last_max and max_wait_seconds is _last_wait
+                and mode is _last_mode):
+            settings = _last_settings
+        else:
+            settings = _backoff_settings(  # raises for bad arguments
+                min_retry_microseconds, max_retry_microseconds, max_wait_seconds, mode)
+            if (type(min_retry_microseconds) is int and type(max_retry_microseconds) is int
+                    and type(max_wait_seconds) in (float, int) and type(mode) is str):
+                _last_min, _last_max = min_retry_microseconds, max_retry_microseconds
+                _last_wait, _last_mode, _last_settings = max_wait_seconds, mode, settings
+        (self.min_retry_microseconds, self.max_retry_microseconds, self.max_wait_seconds,
+         self.mode, self._exponential) = settings
+        # _rules.backoff_state in C: 64 bits from secrets, else the seed modulo 2**64.
+        self._state = (secrets.randbits(64) if seed is None
+                       else PyLong_AsUnsignedLongLongMask(int(seed)))
+        self._clock = clock  # attempt, deadline, slept_seconds: set by start()
         self._sleep = sleep
-        self.attempt = 0
-        self.deadline = 0.0
-        self.slept_seconds = 0.0
         self.start()
 
     cdef inline uint64_t _next_random(self):
@@ -1085,3 +1032,7 @@ cdef class LockRetryBackoff:
         self._sleep(delay)
         self.slept_seconds += delay
         return True
+
+
+# A cdef class's docstring is fixed when it compiles; this one is the twin's, from _rules.DOCS.
+ds_set_type_doc(LockRetryBackoff, _DOCS["LockRetryBackoff"])

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynamo_sessions import _core, _core_py
+from dynamo_sessions import _core, _core_py, _rules
 from dynamo_sessions.errors import CorruptSession, SessionEncodeError
 
 UTC = dt.timezone.utc
@@ -589,6 +589,48 @@ def test_backoff_rejects_bad_arguments_like_the_twin(core: ModuleType, args: tup
                                                      ) -> None:
     assert _outcome(core.LockRetryBackoff, *args)[:2] == \
         _outcome(_core_py.LockRetryBackoff, *args)[:2]
+
+
+def test_rules_come_from_the_one_shared_module(core: ModuleType) -> None:
+    """Each core's constants are _rules' own objects and its docstrings _rules.DOCS: a rule
+    copied into a core (a second 1_048_576, a second text) fails here."""
+    for name in PUBLIC_CONSTANTS:
+        assert getattr(core, name) is getattr(_rules, name), name
+    for name, doc in _rules.DOCS.items():
+        assert getattr(core, name).__doc__ == doc, name
+
+
+@pytest.mark.parametrize("args", [(-1, 5), (5, 4), (1, 2, -1.0), (1, 2, math.nan),
+                                  (1, 2, 1.0, "linear")])
+def test_backoff_checks_arguments_after_good_ones_too(core: ModuleType,
+                                                      args: tuple[Any, ...]) -> None:
+    """The compiled core keeps the last arguments it checked: other ones are checked again."""
+    core.LockRetryBackoff(1, 2, 1.0, "uniform", 1)
+    with pytest.raises(ValueError):
+        core.LockRetryBackoff(*args)
+
+
+def test_backoff_settings_follow_each_construction_like_the_twin(core: ModuleType) -> None:
+    """Alternating, repeated and equal-but-distinct arguments (int / float / bool / str
+    subclass) give the settings and delays the twin gives for each construction."""
+
+    class Mode(str):
+        pass
+
+    arguments: list[tuple[Any, ...]] = [
+        (1000, 50_000, 10.0, "uniform"), (1000, 50_000, 10.0, "uniform"),
+        (1000, 50_000, 10.0, "exponential"), (10**3, 5 * 10**4, 10, "exponential"),
+        (True, 50_000, 10.0, "uniform"), (1000, 50_000, 2.5, Mode("uniform")),
+        (1000, 60_000, 10.0, "uniform"), (1000, 50_000, 10.0, "uniform"),
+    ]
+    for args in arguments:
+        ours = core.LockRetryBackoff(*args, seed=11)
+        twin = _core_py.LockRetryBackoff(*args, seed=11)
+        assert (ours.min_retry_microseconds, ours.max_retry_microseconds, ours.max_wait_seconds,
+                ours.mode) == (twin.min_retry_microseconds, twin.max_retry_microseconds,
+                               twin.max_wait_seconds, twin.mode), args
+        assert [ours.next_delay_microseconds() for _ in range(8)] == \
+            [twin.next_delay_microseconds() for _ in range(8)], args
 
 
 def _cores() -> list[ModuleType]:

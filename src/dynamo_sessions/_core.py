@@ -1,7 +1,9 @@
 """The one place that chooses the compiled core or its pure-Python twin.
 
 ``DYNAMO_SESSIONS_NO_EXTENSIONS=1`` forces the twin; otherwise the compiled module is used when
-it imports.  ``IMPLEMENTATION`` says which one is loaded ("compiled" or "python").
+it imports.  ``IMPLEMENTATION`` says which one is loaded ("compiled" or "python").  The names
+below are what the rest of the package uses of the core (its whole API is the twin's
+``__all__``; the rules both cores share are in ``_rules``).
 """
 
 from __future__ import annotations
@@ -39,22 +41,3 @@ MAX_ITEM_BYTES = core.MAX_ITEM_BYTES
 MAX_PACKED_BYTES = core.MAX_PACKED_BYTES
 WRITE_UNIT_BYTES = core.WRITE_UNIT_BYTES
 READ_UNIT_BYTES = core.READ_UNIT_BYTES
-
-__all__ = [
-    "IMPLEMENTATION",
-    "MAX_ITEM_BYTES",
-    "MAX_PACKED_BYTES",
-    "NO_EXTENSIONS",
-    "READ_UNIT_BYTES",
-    "WRITE_UNIT_BYTES",
-    "LockRetryBackoff",
-    "attribute_value_size",
-    "decode_session",
-    "encode_session",
-    "item_size",
-    "number_size",
-    "pack_session",
-    "read_units",
-    "unpack_session",
-    "write_units",
-]

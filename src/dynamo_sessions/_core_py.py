@@ -1,7 +1,9 @@
 """Pure-Python twin of the compiled session core (``ext/_core_c.pyx``).
 
 Same names, same signatures, same docstrings and the same results as the compiled module; the
-test suite runs every test against both.  Three parts of the hot path live here:
+test suite runs every test against both.  What both must agree on - limits, format constants,
+the validation of sessions and of backoff arguments, the inflate guard, the public docstrings -
+is in ``_rules``, which both import.  Three parts of the hot path live here:
 
 * the session payload codec (standard msgpack behind a two-byte header),
 * DynamoDB item-size and capacity-unit math,
@@ -12,7 +14,6 @@ test suite runs every test against both.  Three parts of the hot path live here:
 from __future__ import annotations
 
 import re
-import secrets
 import time
 import zlib
 from collections.abc import Callable, Mapping
@@ -21,11 +22,13 @@ from typing import Any
 import msgpack
 
 from ._rules import (
+    BACKOFF_MODES,
     CODEC_NONE,
     CODEC_ZLIB,
     EPOCH,
     FORMAT_VERSION,
     HEADER_BYTES,
+    MASK64,
     MAX_DEPTH,
     MAX_INFLATED_BYTES,
     MAX_ITEM_BYTES,
@@ -36,7 +39,11 @@ from ._rules import (
     WRITE_UNIT_BYTES,
     ZLIB_LEVEL,
     as_dict,
+    backoff_settings,
+    backoff_state,
     check_session,
+    documented,
+    inflate,
     payload_view,
     raise_encode_error,
     raise_too_large,
@@ -72,7 +79,6 @@ __all__ = [
 
 _HEADER_NONE = bytes((PAYLOAD_MAGIC, FORMAT_VERSION << 4 | CODEC_NONE))
 _HEADER_ZLIB = bytes((PAYLOAD_MAGIC, FORMAT_VERSION << 4 | CODEC_ZLIB))
-_MASK64 = (1 << 64) - 1
 
 
 # ==============================================================================================
@@ -87,12 +93,8 @@ def _default(value: Any) -> Any:
     return msgpack.Timestamp(delta.days * 86400 + delta.seconds, delta.microseconds * 1000)
 
 
+@documented
 def pack_session(data: Mapping[str, Any]) -> bytes:
-    """Encode a session mapping as plain msgpack (no header, no compression).
-
-    Raises :class:`SessionEncodeError` naming the key of the first value that cannot be stored,
-    :class:`SessionTooLarge` when it packs to more than ``MAX_PACKED_BYTES``.
-    """
     session = as_dict(data)
     check_session(session)
     try:
@@ -107,19 +109,10 @@ def pack_session(data: Mapping[str, Any]) -> bytes:
     return packed
 
 
+@documented
 def encode_session(
     data: Mapping[str, Any], overhead_bytes: int = 0, compress: bool = True
 ) -> bytes:
-    """Encode a session mapping into the bytes stored in the item's ``data`` attribute.
-
-    The result is a two-byte header (0xC1, format version << 4 | codec) and standard msgpack
-    (bin types, timestamp extension for aware datetimes).  ``overhead_bytes`` is the size of the
-    rest of the item (key, expiry, lock attributes); with ``compress`` the payload is zlib-
-    compressed only when that lowers the number of 1 KB write units the whole item needs.
-    Raises :class:`SessionEncodeError` naming the key of a value that cannot be stored, and
-    :class:`SessionTooLarge` for a session over ``MAX_PACKED_BYTES`` packed: whatever this
-    returns, :func:`decode_session` reads back.
-    """
     raw = pack_session(data)
     total = len(raw) + HEADER_BYTES + overhead_bytes
     if compress and total > WRITE_UNIT_BYTES:
@@ -208,28 +201,8 @@ def _check_promises(data: bytes) -> None:
             raise CorruptSession("session payload is truncated (a container runs past the end)")
 
 
-def _inflate(body: bytes | memoryview) -> bytes:
-    inflater = zlib.decompressobj()
-    try:
-        out = inflater.decompress(body, MAX_INFLATED_BYTES)
-    except zlib.error as exc:
-        raise CorruptSession(f"compressed session payload is damaged: {exc}") from exc
-    if inflater.unconsumed_tail:
-        raise CorruptSession(f"session payload inflates past {MAX_INFLATED_BYTES} bytes")
-    if not inflater.eof or inflater.unused_data:
-        raise CorruptSession("compressed session payload is truncated or has trailing bytes")
-    return out
-
-
+@documented
 def unpack_session(body: bytes | bytearray | memoryview) -> dict[str, Any]:
-    """Decode plain msgpack (no header) into a session dict.
-
-    Raises :class:`CorruptSession` for anything that is not a msgpack map with str keys holding
-    supported values, or longer than ``MAX_PACKED_BYTES``; never another exception.  Memory and
-    time are linear in the body's length: every object built takes at least one byte of it,
-    and a container that promises more elements than bytes remain is refused before it is
-    allocated.
-    """
     data = body if type(body) is bytes else _flat_bytes(body)
     if len(data) > MAX_PACKED_BYTES:
         raise CorruptSession(f"session payload is longer than {MAX_PACKED_BYTES} bytes")
@@ -264,17 +237,8 @@ def _flat_bytes(body: object) -> bytes:
     return view.tobytes()
 
 
+@documented
 def decode_session(payload: bytes | bytearray | memoryview) -> dict[str, Any]:
-    """Decode bytes made by :func:`encode_session` back into a session dict.
-
-    Datetimes come back as aware datetimes in UTC, tuples as lists.  Any malformed input
-    (wrong type, truncated, wrong header, unknown version or codec, garbage, unsupported
-    types) raises :class:`CorruptSession` - never another exception.  Decoding is bounded by
-    the payload: a compressed one inflates to at most ``MAX_INFLATED_BYTES`` (and at most 1032
-    times its own length, deflate's limit), and no more objects are built than there are
-    msgpack bytes, so a stored item of n bytes costs O(min(1032 n, MAX_INFLATED_BYTES)) time
-    and memory (tests/test_codec_limits.py: at most 128 bytes of memory per msgpack byte).
-    """
     data = payload if type(payload) is bytes else payload_view(payload).tobytes()
     if len(data) < HEADER_BYTES or data[0] != PAYLOAD_MAGIC:
         raise CorruptSession("session payload has no dynamo-sessions header")
@@ -282,7 +246,7 @@ def decode_session(payload: bytes | bytearray | memoryview) -> dict[str, Any]:
     if version != FORMAT_VERSION:
         raise CorruptSession(f"session payload format version {version} is not supported")
     if codec == CODEC_ZLIB:
-        return unpack_session(_inflate(memoryview(data)[HEADER_BYTES:]))
+        return unpack_session(inflate(memoryview(data)[HEADER_BYTES:]))
     if codec != CODEC_NONE:
         raise CorruptSession(f"session payload codec {codec} is not supported")
     return unpack_session(data[HEADER_BYTES:])
@@ -295,14 +259,8 @@ def decode_session(payload: bytes | bytearray | memoryview) -> dict[str, Any]:
 _NUMBER = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]+))?")
 
 
+@documented
 def number_size(text: str) -> int:
-    """Bytes DynamoDB counts for a number given as its decimal string.
-
-    DynamoDB stores numbers as base-100 digit pairs aligned on the decimal point, after
-    dropping leading and trailing zero pairs, plus one exponent byte, plus a terminator byte
-    for a negative number unless its pairs fill all 20 (``MAX_NUMBER_BYTES``); zero takes one
-    byte.  Raises ``ValueError`` for a malformed number.
-    """
     if not isinstance(text, str):
         raise TypeError(f"a DynamoDB number is given as a str, not {type(text).__name__}")
     match = _NUMBER.fullmatch(text)
@@ -338,11 +296,8 @@ def _binary_len(value: Any) -> int:
     raise TypeError(f"a DynamoDB binary value is bytes, not {type(value).__name__}")
 
 
+@documented
 def attribute_value_size(value: Mapping[str, Any]) -> int:
-    """Bytes DynamoDB counts for one low-level attribute value such as ``{"S": "abc"}``.
-
-    Lists and maps cost 3 bytes plus 1 byte per element (and a map element's key length).
-    """
     if not isinstance(value, Mapping) or len(value) != 1:
         raise TypeError(f"an attribute value is a one-key dict like {{'S': ...}}, not {value!r}")
     for tag, inner in value.items():
@@ -372,25 +327,22 @@ def attribute_value_size(value: Mapping[str, Any]) -> int:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+@documented
 def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
-    """Bytes DynamoDB counts for a low-level item: UTF-8 attribute-name lengths plus values."""
     if not isinstance(item, Mapping):
         raise TypeError(f"an item is a dict of attribute values, not {type(item).__name__}")
     return sum(_utf8_len(name) + attribute_value_size(value) for name, value in item.items())
 
 
+@documented
 def write_units(size: int) -> int:
-    """Write capacity units for writing an item of ``size`` bytes (1 KB units, at least 1)."""
     if size < 0:
         raise ValueError("size must be >= 0")
     return max(1, -(-size // WRITE_UNIT_BYTES))
 
 
+@documented
 def read_units(size: int, consistent: bool = True) -> float:
-    """Read capacity units for reading an item of ``size`` bytes.
-
-    4 KB units, at least 1; an eventually consistent read costs half.
-    """
     if size < 0:
         raise ValueError("size must be >= 0")
     units = max(1, -(-size // READ_UNIT_BYTES))
@@ -401,19 +353,11 @@ def read_units(size: int, consistent: bool = True) -> float:
 # Lock-retry backoff
 # ==============================================================================================
 
-BACKOFF_MODES = ("exponential", "uniform")
-
-
+@documented
 class LockRetryBackoff:
-    """Delays between attempts to take a session lock (or to retry an optimistic write).
-
-    ``exponential`` (default): the n-th delay is drawn uniformly from
-    ``[min, min(max, min * 2**n)]`` microseconds (exponential backoff with jitter).
-    ``uniform``: every delay is drawn uniformly from ``[min, max]``, as the PHP handler does.
-    ``wait()`` never sleeps past ``max_wait_seconds`` after ``start()``: the last sleep is cut
-    to end at the deadline, and ``wait()`` returns ``False`` once the deadline has passed.
-    A ``seed`` makes the schedule reproducible (both twins draw the same delays).
-    """
+    attempt: int  # set by start()
+    deadline: float
+    slept_seconds: float
 
     def __init__(
         self,
@@ -425,33 +369,19 @@ class LockRetryBackoff:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Any] = time.sleep,
     ) -> None:
-        if mode not in BACKOFF_MODES:
-            raise ValueError(f"mode must be one of {BACKOFF_MODES}, not {mode!r}")
-        min_us = int(min_retry_microseconds)
-        max_us = int(max_retry_microseconds)
-        if min_us < 0 or max_us < min_us:
-            raise ValueError("need 0 <= min_retry_microseconds <= max_retry_microseconds")
-        if not max_wait_seconds >= 0:
-            raise ValueError("max_wait_seconds must be >= 0")
-        self.min_retry_microseconds = min_us
-        self.max_retry_microseconds = max_us
-        self.max_wait_seconds = float(max_wait_seconds)
-        self.mode = mode
-        self._exponential = mode == "exponential"
-        self._state = (secrets.randbits(64) if seed is None else int(seed)) & _MASK64
-        self._clock = clock
-        self._sleep = sleep
-        self.attempt = 0
-        self.deadline = 0.0
-        self.slept_seconds = 0.0
+        (self.min_retry_microseconds, self.max_retry_microseconds, self.max_wait_seconds,
+         self.mode, self._exponential) = backoff_settings(
+            min_retry_microseconds, max_retry_microseconds, max_wait_seconds, mode)
+        self._state = backoff_state(seed)
+        self._clock, self._sleep = clock, sleep
         self.start()
 
     def _next_random(self) -> int:
         # splitmix64
-        self._state = (self._state + 0x9E3779B97F4A7C15) & _MASK64
+        self._state = (self._state + 0x9E3779B97F4A7C15) & MASK64
         z = self._state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
         return z ^ (z >> 31)
 
     def start(self) -> None:

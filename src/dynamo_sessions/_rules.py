@@ -1,8 +1,9 @@
 """The session core's rules, in one place: the compiled core and its twin both import them.
 
-Limits, payload-format constants and the validation that names a value which cannot be stored
+Limits, payload-format constants, the validation that names a value which cannot be stored, the
+lock-retry backoff's argument checks, the inflate guard and the public docstrings (:data:`DOCS`)
 live here, so that the two implementations cannot drift apart and the encoder refuses exactly
-what the decoder refuses:
+what the decoder refuses (the compiled core copies the numbers into C variables at import):
 
 * a session packs to at most :data:`MAX_PACKED_BYTES` of msgpack, and a payload may not inflate
   (or, uncompressed, hold) more than that;
@@ -15,8 +16,10 @@ what the decoder refuses:
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping
-from typing import Any
+import secrets
+import zlib
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from .errors import CorruptSession, SessionEncodeError, SessionTooLarge
 
@@ -56,6 +59,11 @@ MIN_TIMESTAMP_SECONDS = -62_135_596_800
 MAX_TIMESTAMP_SECONDS = 253_402_300_799
 """9999-12-31T23:59:59Z in seconds since the epoch: the latest (whole) second a datetime holds."""
 EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+# --- lock-retry backoff -------------------------------------------------------------------------
+BACKOFF_MODES = ("exponential", "uniform")
+MASK64 = (1 << 64) - 1
+"""The splitmix64 state is a 64-bit unsigned integer."""
 
 
 def utc_seconds(value: _dt.datetime) -> tuple[int, int]:
@@ -212,3 +220,123 @@ def payload_view(payload: object) -> memoryview:
     if not view.c_contiguous:  # a strided view: read a contiguous copy
         view = memoryview(view.tobytes())
     return view
+
+
+def inflate(body: bytes | memoryview) -> bytes:
+    """The msgpack body of a zlib payload, refused (:class:`CorruptSession`) when damaged, cut,
+    followed by other bytes, or inflating past :data:`MAX_INFLATED_BYTES`."""
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(body, MAX_INFLATED_BYTES)
+    except zlib.error as exc:
+        raise CorruptSession(f"compressed session payload is damaged: {exc}") from exc
+    if inflater.unconsumed_tail:
+        raise CorruptSession(f"session payload inflates past {MAX_INFLATED_BYTES} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise CorruptSession("compressed session payload is truncated or has trailing bytes")
+    return out
+
+
+def backoff_settings(
+    min_retry_microseconds: int, max_retry_microseconds: int, max_wait_seconds: float, mode: str
+) -> tuple[int, int, float, str, bool]:
+    """A LockRetryBackoff's checked arguments: (min and max delay in microseconds, the wait in
+    seconds, the mode as the very str of :data:`BACKOFF_MODES` it equals - a str subclass such as
+    a StrEnum member is kept as plain str -, whether it is exponential); ``ValueError`` for a
+    mode not in :data:`BACKOFF_MODES`, a negative or inverted delay range, a negative or NaN
+    wait.  The same arguments always give the same settings (the compiled core keeps the last
+    ones)."""
+    if mode not in BACKOFF_MODES:
+        raise ValueError(f"mode must be one of {BACKOFF_MODES}, not {mode!r}")
+    min_us = int(min_retry_microseconds)
+    max_us = int(max_retry_microseconds)
+    if min_us < 0 or max_us < min_us:
+        raise ValueError("need 0 <= min_retry_microseconds <= max_retry_microseconds")
+    if not max_wait_seconds >= 0:
+        raise ValueError("max_wait_seconds must be >= 0")
+    mode = BACKOFF_MODES[BACKOFF_MODES.index(mode)]
+    return min_us, max_us, float(max_wait_seconds), mode, mode == "exponential"
+
+
+def backoff_state(seed: int | None) -> int:
+    """The first splitmix64 state of a LockRetryBackoff: from ``seed``, else from ``secrets``."""
+    return (secrets.randbits(64) if seed is None else int(seed)) & MASK64
+
+
+# --- docstrings of the public names: one text for both cores ----------------------------------
+
+DOCS = {
+    "pack_session": """Encode a session mapping as plain msgpack (no header, no compression).
+
+    Raises :class:`SessionEncodeError` naming the key of the first value that cannot be stored,
+    :class:`SessionTooLarge` when it packs to more than ``MAX_PACKED_BYTES``.
+    """,
+    "encode_session": """Encode a session mapping into the bytes stored in the item's ``data`` attribute.
+
+    The result is a two-byte header (0xC1, format version << 4 | codec) and standard msgpack
+    (bin types, timestamp extension for aware datetimes).  ``overhead_bytes`` is the size of the
+    rest of the item (key, expiry, lock attributes); with ``compress`` the payload is zlib-
+    compressed only when that lowers the number of 1 KB write units the whole item needs.
+    Raises :class:`SessionEncodeError` naming the key of a value that cannot be stored, and
+    :class:`SessionTooLarge` for a session over ``MAX_PACKED_BYTES`` packed: whatever this
+    returns, :func:`decode_session` reads back.
+    """,  # noqa: E501 - the first line as help() shows it
+    "unpack_session": """Decode plain msgpack (no header) into a session dict.
+
+    Raises :class:`CorruptSession` for anything that is not a msgpack map with str keys holding
+    supported values, or longer than ``MAX_PACKED_BYTES``; never another exception.  Memory and
+    time are linear in the body's length: every object built takes at least one byte of it,
+    and a container that promises more elements than bytes remain is refused before it is
+    allocated.
+    """,
+    "decode_session": """Decode bytes made by :func:`encode_session` back into a session dict.
+
+    Datetimes come back as aware datetimes in UTC, tuples as lists.  Any malformed input
+    (wrong type, truncated, wrong header, unknown version or codec, garbage, unsupported
+    types) raises :class:`CorruptSession` - never another exception.  Decoding is bounded by
+    the payload: a compressed one inflates to at most ``MAX_INFLATED_BYTES`` (and at most 1032
+    times its own length, deflate's limit), and no more objects are built than there are
+    msgpack bytes, so a stored item of n bytes costs O(min(1032 n, MAX_INFLATED_BYTES)) time
+    and memory (tests/test_codec_limits.py: at most 128 bytes of memory per msgpack byte).
+    """,
+    "number_size": """Bytes DynamoDB counts for a number given as its decimal string.
+
+    DynamoDB stores numbers as base-100 digit pairs aligned on the decimal point, after
+    dropping leading and trailing zero pairs, plus one exponent byte, plus a terminator byte
+    for a negative number unless its pairs fill all 20 (``MAX_NUMBER_BYTES``); zero takes one
+    byte.  Raises ``ValueError`` for a malformed number.
+    """,
+    "attribute_value_size": """Bytes DynamoDB counts for one low-level attribute value such as ``{"S": "abc"}``.
+
+    Lists and maps cost 3 bytes plus 1 byte per element (and a map element's key length).
+    """,  # noqa: E501 - the first line as help() shows it
+    "item_size": (
+        "Bytes DynamoDB counts for a low-level item: UTF-8 attribute-name lengths plus values."
+    ),
+    "write_units": (
+        "Write capacity units for writing an item of ``size`` bytes (1 KB units, at least 1)."
+    ),
+    "read_units": """Read capacity units for reading an item of ``size`` bytes.
+
+    4 KB units, at least 1; an eventually consistent read costs half.
+    """,
+    "LockRetryBackoff": """Delays between attempts to take a session lock (or to retry an optimistic write).
+
+    ``exponential`` (default): the n-th delay is drawn uniformly from
+    ``[min, min(max, min * 2**n)]`` microseconds (exponential backoff with jitter).
+    ``uniform``: every delay is drawn uniformly from ``[min, max]``, as the PHP handler does.
+    ``wait()`` never sleeps past ``max_wait_seconds`` after ``start()``: the last sleep is cut
+    to end at the deadline, and ``wait()`` returns ``False`` once the deadline has passed.
+    A ``seed`` makes the schedule reproducible (both twins draw the same delays).
+    """,  # noqa: E501 - the first line as help() shows it
+}
+"""The docstring of every public function and class of the cores, by name (the methods' one-line
+docstrings stay in the classes: Cython fixes a method's docstring when it compiles)."""
+
+_Documented = TypeVar("_Documented", bound=Callable[..., Any])
+
+
+def documented(obj: _Documented) -> _Documented:
+    """Give a public function or class of a core its docstring from :data:`DOCS`."""
+    obj.__doc__ = DOCS[obj.__name__]
+    return obj
