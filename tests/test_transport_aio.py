@@ -1,0 +1,512 @@
+"""The asyncio transport (``transport/aio.py``) on DynamoDB Local: protocol-shaped operations of
+real calls, the errors aiobotocore raises and how they are judged, cancellation at a call,
+shielded work, and lease renewal on a simulated monotonic clock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import itertools
+import logging
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    ReadTimeoutError,
+)
+
+from dynamo_sessions.config import SessionConfig
+from dynamo_sessions.lease import RETRY_SECONDS
+from dynamo_sessions.protocol.steps import Call, Drop, Hold, Operation, Sleep
+from dynamo_sessions.transport import aio
+from dynamo_sessions.transport.translate import is_condition_failure, is_transient
+
+from .faultproxy import FaultProxy
+
+pytestmark = pytest.mark.dynamodb_local
+CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+SETTLE_ROUNDS = 500
+"""Bound on the loop turns (of 10 ms) a test waits for the renewer's task to act."""
+
+
+def client_for(endpoint_url: str, **options: Any) -> Any:
+    """An aiobotocore client context for ``endpoint_url`` from the one builder."""
+    return aio.build_async_client(SessionConfig(endpoint_url=endpoint_url, **options),
+                                  **CREDENTIALS)
+
+
+def key(name: str) -> dict[str, Any]:
+    return {"id": {"S": name}}
+
+
+def stored(sync_client: Any, table: str, name: str) -> dict[str, Any]:
+    return dict(sync_client.get_item(TableName=table, Key=key(name),
+                                     ConsistentRead=True).get("Item", {}))
+
+
+def take_and_bump(table: str, name: str, log: list[Any]) -> Operation[dict[str, Any]]:
+    """A protocol-shaped operation: a PutItem, a conditional UpdateItem that is refused (its
+    ClientError comes back into the generator), a pause, a read."""
+    put = Call("PutItem", {"TableName": table, "Item": {**key(name), "n": {"N": "1"}}})
+    log.append(put)
+    yield put
+    refused = Call("UpdateItem", {
+        "TableName": table, "Key": key(name), "UpdateExpression": "SET n = :two",
+        "ConditionExpression": "n = :zero",
+        "ExpressionAttributeValues": {":two": {"N": "2"}, ":zero": {"N": "0"}}})
+    log.append(refused)
+    try:
+        yield refused
+    except ClientError as exc:
+        log.append(("refused", is_condition_failure(exc)))
+    log.append((yield Sleep(0.25)))
+    got = yield Call("GetItem", {"TableName": table, "Key": key(name), "ConsistentRead": True})
+    return dict(got["Item"])
+
+
+def test_an_operation_of_real_calls(dynamodb_local: Any, ddb_local_client: Any,
+                                    local_table: str) -> None:
+    log: list[Any] = []
+    slept: list[float] = []
+    ticks = itertools.count(1)
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def main() -> dict[str, Any]:
+        async with client_for(dynamodb_local.endpoint_url) as client:
+            return await aio.run(client, take_and_bump(local_table, "a", log),
+                                 monotonic=lambda: float(next(ticks)), sleep=sleep)
+
+    item = asyncio.run(main())
+    assert item == {**key("a"), "n": {"N": "1"}}  # the refused update changed nothing
+    assert stored(ddb_local_client, local_table, "a") == item
+    put, refused = log[0], log[1]
+    assert (put.sent, put.received, refused.sent, refused.received) == (1.0, 2.0, 3.0, 4.0)
+    assert log[2:] == [("refused", True), None]  # the ClientError, then Sleep's None
+    assert slept == [0.25]
+
+
+def test_real_sleep_and_an_error_the_operation_does_not_catch(
+        dynamodb_local: Any, local_table: str) -> None:
+    cleaned: list[str] = []
+
+    def failing() -> Operation[None]:
+        try:
+            yield Sleep(0.001)  # asyncio.sleep, the default
+            yield Call("GetItem", {"TableName": local_table + "-missing", "Key": key("a")})
+        finally:
+            cleaned.append("finally")
+
+    async def main() -> None:
+        async with client_for(dynamodb_local.endpoint_url) as client:
+            await aio.run(client, failing())
+
+    with pytest.raises(ClientError) as raised:
+        asyncio.run(main())
+    assert raised.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert cleaned == ["finally"]
+
+
+# --- what aiobotocore raises for each fault, and how translate.py judges it ---------------------
+
+
+@contextlib.contextmanager
+def full_backlog() -> Iterator[str]:
+    """A loopback listener that never accepts, its backlog filled: a connect there times out."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(listener.getsockname())
+            fillers.append(filler)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        for sock in [*fillers, listener]:
+            sock.close()
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def not_http() -> Iterator[str]:
+    """A server answering every request with a line that is not HTTP."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(10)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"NOT HTTP\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        thread.join(timeout=10)
+
+
+PROXY_FAULTS = {
+    "drop_before": (ConnectionClosedError, ""),
+    "drop_after": (ConnectionClosedError, ""),
+    "delay": (ReadTimeoutError, ""),
+    "delay_after": (ReadTimeoutError, ""),
+    "http500": (ClientError, "InternalServerError"),
+    "throttle": (ClientError, "ProvisionedThroughputExceededException"),
+}
+ENDPOINT_FAULTS: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[str]],
+                                 type[Exception]]] = {
+    "connection refused": (closed_port, EndpointConnectionError),
+    "connect timeout": (full_backlog, ConnectTimeoutError),
+    "not HTTP": (not_http, HTTPClientError),
+}
+
+
+async def get_once(endpoint_url: str) -> BaseException:
+    """One GetItem, one attempt (no retries), short timeouts; the exception it raised."""
+    def get() -> Operation[Any]:
+        return (yield Call("GetItem", {"TableName": "sessions", "Key": key("a")}))
+
+    async with client_for(endpoint_url, boto_max_attempts=1, connect_timeout_seconds=0.5,
+                          read_timeout_seconds=0.5) as client:
+        try:
+            await aio.run(client, get())
+        except Exception as exc:
+            return exc
+    raise AssertionError("the call succeeded")
+
+
+@pytest.mark.parametrize("kind", PROXY_FAULTS)
+def test_network_and_service_faults_are_botocore_errors_judged_transient(
+        dynamodb_local: Any, kind: str) -> None:
+    expected, code = PROXY_FAULTS[kind]
+    with FaultProxy(dynamodb_local.endpoint_url, delay_seconds=1.0) as proxy:
+        proxy.script(kind, "GetItem")
+        exc = asyncio.run(get_once(proxy.endpoint_url))
+        assert proxy.injected[kind] == 1
+    assert type(exc) is expected or (code and isinstance(exc, expected)), repr(exc)
+    if code:
+        assert exc.response["Error"]["Code"] == code  # type: ignore[attr-defined]
+    assert is_transient(exc)
+
+
+@pytest.mark.parametrize("fault", ENDPOINT_FAULTS)
+def test_connection_faults_are_botocore_errors_judged_transient(fault: str) -> None:
+    endpoint, expected = ENDPOINT_FAULTS[fault]
+    with endpoint() as url:
+        exc = asyncio.run(get_once(url))
+    assert isinstance(exc, expected), repr(exc)
+    assert is_transient(exc)
+
+
+# --- cancellation -----------------------------------------------------------------------------
+
+
+async def settle(condition: Callable[[], bool]) -> None:
+    """Let the loop run (bounded) until ``condition`` holds."""
+    for _ in range(SETTLE_ROUNDS):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
+def locked(table: str, name: str, token: str) -> Call:
+    return Call("PutItem", {"TableName": table,
+                            "Item": {**key(name), "lock": {"S": token}}})
+
+
+def unlock(table: str, name: str, token: str) -> Call:
+    return Call("UpdateItem", {
+        "TableName": table, "Key": key(name), "UpdateExpression": "REMOVE #l",
+        "ConditionExpression": "#l = :t", "ExpressionAttributeNames": {"#l": "lock"},
+        "ExpressionAttributeValues": {":t": {"S": token}}})
+
+
+@pytest.mark.parametrize("swallow", [False, True], ids=["reraised", "swallowed"])
+def test_cancelled_at_a_call_the_operation_sees_it_cleans_up_and_it_is_reraised(
+        dynamodb_local: Any, ddb_local_client: Any, local_table: str, swallow: bool) -> None:
+    ddb_local_client.put_item(TableName=local_table, Item={**key("c"), "lock": {"S": "t1"}})
+    seen: list[str] = []
+
+    def save() -> Operation[str]:
+        try:
+            yield Call("UpdateItem", {  # held back by the proxy: cancelled while awaited
+                "TableName": local_table, "Key": key("c"), "UpdateExpression": "SET d = :d",
+                "ExpressionAttributeValues": {":d": {"S": "half"}}})
+        except BaseException as exc:
+            seen.append(type(exc).__name__)
+            yield unlock(local_table, "c", "t1")  # the protocol's cleanup still makes calls
+            seen.append("released")
+            if not swallow:
+                raise
+        return "done"
+
+    async def main(endpoint_url: str, proxy: FaultProxy) -> None:
+        async with client_for(endpoint_url) as client:
+            task = asyncio.create_task(aio.run(client, save()))
+            await settle(lambda: proxy.seen["UpdateItem"] == 1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    with FaultProxy(dynamodb_local.endpoint_url, delay_seconds=5.0) as proxy:
+        proxy.script("delay", "UpdateItem")
+        asyncio.run(main(proxy.endpoint_url, proxy))
+        assert proxy.seen["UpdateItem"] == 2  # the held-back save (never forwarded), the release
+    assert seen == ["CancelledError", "released"]
+    assert stored(ddb_local_client, local_table, "c") == key("c")  # no lock, no half save
+
+
+def test_shielded_work_completes_when_its_caller_is_cancelled(
+        dynamodb_local: Any, ddb_local_client: Any, local_table: str) -> None:
+    ddb_local_client.put_item(TableName=local_table, Item={**key("s"), "lock": {"S": "t2"}})
+    finished: list[bool] = []
+
+    def release() -> Operation[None]:
+        yield unlock(local_table, "s", "t2")
+        finished.append(True)
+
+    async def main(endpoint_url: str, proxy: FaultProxy) -> dict[str, Any]:
+        async with client_for(endpoint_url) as client:
+            task = asyncio.create_task(aio.shielded(aio.run(client, release())))
+            await settle(lambda: proxy.seen["UpdateItem"] == 1)
+            task.cancel()
+            await asyncio.sleep(0)
+            task.cancel()  # cancelled again while it waits: the work still goes on
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return stored(ddb_local_client, local_table, "s")  # as the caller sees it return
+
+    # every request waits 0.3 s in the proxy: the release is in flight when the caller goes
+    with FaultProxy(dynamodb_local.endpoint_url, latency_seconds=0.3) as proxy:
+        after = asyncio.run(main(proxy.endpoint_url, proxy))
+    assert finished == [True]
+    assert after == key("s")  # released before the caller's CancelledError came
+
+
+def test_shielded_returns_the_result_and_raises_the_error_when_not_cancelled() -> None:
+    async def value() -> int:
+        await asyncio.sleep(0)
+        return 7
+
+    async def failure() -> int:
+        await asyncio.sleep(0)
+        raise ValueError("bad")
+
+    assert asyncio.run(aio.shielded(value())) == 7
+    with pytest.raises(ValueError, match="bad"):
+        asyncio.run(aio.shielded(failure()))
+
+
+def test_shielded_logs_a_failure_its_cancelled_caller_cannot_see(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def work() -> None:
+            await gate.wait()
+            raise ValueError("release failed")
+
+        task = asyncio.create_task(aio.shielded(work()))
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.sleep(0)
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with caplog.at_level(logging.WARNING, logger="dynamo_sessions"):
+        asyncio.run(main())
+    assert [r.exc_info[1].args for r in caplog.records if r.exc_info] == [("release failed",)]
+
+
+# --- leases on a simulated monotonic clock ----------------------------------------------------
+
+
+class Clock:
+    """A monotonic clock moved by hand; ``sleep`` waits until it has been moved far enough."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self._waiters: list[tuple[float, asyncio.Future[None]]] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((self.now + seconds, future))
+        await future
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for entry in list(self._waiters):
+            if entry[0] <= self.now:
+                self._waiters.remove(entry)
+                if not entry[1].done():
+                    entry[1].set_result(None)
+
+
+class Owner:
+    """Stands for a request's session object (held weakly by the renewer)."""
+
+
+class Leases:
+    """A table's locks taken, renewed and counted through real calls."""
+
+    def __init__(self, table: str, clock: Clock) -> None:
+        self.table = table
+        self.clock = clock
+        self.renewer = aio.AsyncLeaseRenewer(clock.monotonic, clock.sleep)
+        self.renew_calls = 0
+
+    def renew(self, name: str, token: str, owner: Any) -> Operation[bool]:
+        """The renewal: a conditional UpdateItem counting renewals on the item itself."""
+        assert isinstance(owner, Owner)
+        self.renew_calls += 1
+        try:
+            yield Call("UpdateItem", {
+                "TableName": self.table, "Key": key(name), "UpdateExpression": "ADD renewals :one",
+                "ConditionExpression": "#l = :t", "ExpressionAttributeNames": {"#l": "lock"},
+                "ExpressionAttributeValues": {":t": {"S": token}, ":one": {"N": "1"}}})
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def take(self, name: str, token: str, owner: Any,
+             max_hold_seconds: float = 120.0) -> Operation[None]:
+        yield locked(self.table, name, token)
+        yield Hold(name, token, 10.0, self.clock.monotonic(), max_hold_seconds, name, owner)
+
+    async def run(self, client: Any, operation: Operation[Any]) -> Any:
+        return await aio.run(client, operation, renew=self.renew, renewer=self.renewer,
+                             monotonic=self.clock.monotonic, sleep=self.clock.sleep)
+
+    async def after(self, seconds: float, condition: Callable[[], bool]) -> None:
+        """Move the clock on, then let the renewer act until ``condition`` holds."""
+        self.clock.advance(seconds)
+        await settle(condition)
+
+
+def renewals(sync_client: Any, table: str, name: str) -> int:
+    return int(stored(sync_client, table, name).get("renewals", {"N": "0"})["N"])
+
+
+def lease_test(dynamodb_local: Any, table: str,
+               body: Callable[[Any, Leases], Awaitable[None]]) -> Leases:
+    """Run ``body(client, leases)`` (a coroutine function) on a fresh loop and client."""
+    leases = Leases(table, Clock())
+
+    async def main() -> None:
+        async with client_for(dynamodb_local.endpoint_url) as client:
+            await body(client, leases)
+        assert leases.renewer.holding() == 0  # every test ends with nothing held
+
+    asyncio.run(main())
+    return leases
+
+
+def test_a_held_lease_is_renewed_every_half_lease_until_dropped(
+        dynamodb_local: Any, ddb_local_client: Any, local_table: str) -> None:
+    async def body(client: Any, leases: Leases) -> None:
+        owner = Owner()
+        await leases.run(client, leases.take("h", "tok", owner))
+        assert leases.renewer.holding() == 1
+        await leases.after(4.9, lambda: True)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert leases.renew_calls == 0  # not yet half a lease
+        await leases.after(0.1, lambda: leases.renewer.renewed == 1)
+        await leases.after(5.0, lambda: leases.renewer.renewed == 2)
+        assert renewals(ddb_local_client, local_table, "h") == 2
+
+        def drop() -> Operation[None]:
+            yield Drop("tok")
+
+        await leases.run(client, drop())
+        assert leases.renewer.holding() == 0
+        await leases.after(20.0, lambda: True)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert leases.renew_calls == 2
+        del owner
+
+    leases = lease_test(dynamodb_local, local_table, body)
+    assert (leases.renewer.renewed, leases.renewer.lost, leases.renewer.failed) == (2, 0, 0)
+    assert renewals(ddb_local_client, local_table, "h") == 2
+
+
+def test_renewals_stop_when_the_owner_is_gone_or_after_max_hold(
+        dynamodb_local: Any, ddb_local_client: Any, local_table: str) -> None:
+    async def body(client: Any, leases: Leases) -> None:
+        forgotten = Owner()
+        await leases.run(client, leases.take("gone", "t-gone", forgotten))
+        kept = Owner()
+        await leases.run(client, leases.take("max", "t-max", kept, max_hold_seconds=12.0))
+        del forgotten
+        gc.collect()
+        await leases.after(5.0, lambda: leases.renewer.renewed == 1)  # only "max" renewed
+        assert leases.renewer.holding() == 1
+        await leases.after(5.0, lambda: leases.renewer.renewed == 2)
+        await leases.after(5.0, lambda: leases.renewer.holding() == 0)  # 15 s > 12 s: stops
+        assert leases.renew_calls == 2
+        del kept
+
+    lease_test(dynamodb_local, local_table, body)
+    assert renewals(ddb_local_client, local_table, "gone") == 0
+    assert renewals(ddb_local_client, local_table, "max") == 2
+
+
+def test_a_lost_lock_stops_and_a_failed_renewal_is_retried(
+        dynamodb_local: Any, ddb_local_client: Any, local_table: str) -> None:
+    async def body(client: Any, leases: Leases) -> None:
+        owner = Owner()
+        await leases.run(client, leases.take("lost", "mine", owner))
+        ddb_local_client.put_item(TableName=local_table,  # lapsed and taken by another
+                                  Item={**key("lost"), "lock": {"S": "theirs"}})
+        await leases.after(5.0, lambda: leases.renewer.lost == 1)
+        assert leases.renewer.holding() == 0
+
+        await leases.run(client, leases.take("fail", "t-fail", owner))
+        leases.table = local_table + "-missing"  # renewals now fail (ResourceNotFound)
+        await leases.after(5.0, lambda: leases.renewer.failed == 1)
+        await leases.after(RETRY_SECONDS, lambda: leases.renewer.failed == 2)  # retried
+        leases.table = local_table  # the table answers again: renewed
+        await leases.after(RETRY_SECONDS, lambda: leases.renewer.renewed == 1)
+        leases.renewer.drop("t-fail")
+        del owner
+
+    leases = lease_test(dynamodb_local, local_table, body)
+    assert leases.renew_calls == 4
+    assert stored(ddb_local_client, local_table, "lost")["lock"] == {"S": "theirs"}
+    assert renewals(ddb_local_client, local_table, "fail") == 1
