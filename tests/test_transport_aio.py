@@ -117,6 +117,64 @@ def test_real_sleep_and_an_error_the_operation_does_not_catch(
     assert cleaned == ["finally"]
 
 
+def test_the_client_carries_the_configured_options(dynamodb_local: Any) -> None:
+    config = SessionConfig(endpoint_url=dynamodb_local.endpoint_url, boto_retry_mode="legacy",
+                           boto_max_attempts=2, connect_timeout_seconds=1.5,
+                           read_timeout_seconds=2.5)
+
+    async def main() -> tuple[Any, str, str]:
+        async with aio.build_async_client(config, max_pool_connections=64,
+                                          **CREDENTIALS) as client:
+            await client.list_tables(Limit=1)  # it talks to the configured endpoint
+            return client.meta.config, client.meta.region_name, client.meta.endpoint_url
+
+    options, region, endpoint = asyncio.run(main())
+    assert (options.connect_timeout, options.read_timeout) == (1.5, 2.5)
+    assert options.retries == {"mode": "legacy", "total_max_attempts": 2}
+    assert (options.tcp_keepalive, options.max_pool_connections) == (True, 64)
+    assert (region, endpoint) == (aio.LOOPBACK_REGION, dynamodb_local.endpoint_url)
+
+
+def test_a_hold_without_a_renew_operation_is_thrown_into_the_operation(
+        dynamodb_local: Any) -> None:
+    seen: list[str] = []
+
+    def take() -> Operation[None]:
+        try:
+            yield Hold("k", "t", 10.0, 0.0, 60.0, "k", Owner())
+        except RuntimeError as exc:
+            seen.append(str(exc))
+            raise
+
+    async def main() -> None:
+        async with client_for(dynamodb_local.endpoint_url) as client:
+            await aio.run(client, take())
+
+    with pytest.raises(RuntimeError, match="no renew operation"):
+        asyncio.run(main())
+    assert len(seen) == 1
+
+
+def test_a_timeout_at_a_sleep_is_a_cancellation_the_operation_sees(
+        dynamodb_local: Any) -> None:
+    seen: list[str] = []
+
+    def waiting() -> Operation[None]:
+        try:
+            yield Sleep(30.0)
+        except BaseException as exc:
+            seen.append(type(exc).__name__)
+            raise
+
+    async def main() -> None:
+        async with client_for(dynamodb_local.endpoint_url) as client:
+            await asyncio.wait_for(aio.run(client, waiting()), timeout=0.05)
+
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(main())
+    assert seen == ["CancelledError"]
+
+
 # --- what aiobotocore raises for each fault, and how translate.py judges it ---------------------
 
 
