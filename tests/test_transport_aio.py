@@ -308,9 +308,9 @@ def unlock(table: str, name: str, token: str) -> Call:
         "ExpressionAttributeValues": {":t": {"S": token}}})
 
 
-@pytest.mark.parametrize("swallow", [False, True], ids=["reraised", "swallowed"])
+@pytest.mark.parametrize("ending", ["reraised", "swallowed", "replaced"])
 def test_cancelled_at_a_call_the_operation_sees_it_cleans_up_and_it_is_reraised(
-        dynamodb_local: Any, ddb_local_client: Any, local_table: str, swallow: bool) -> None:
+        dynamodb_local: Any, ddb_local_client: Any, local_table: str, ending: str) -> None:
     ddb_local_client.put_item(TableName=local_table, Item={**key("c"), "lock": {"S": "t1"}})
     seen: list[str] = []
 
@@ -323,8 +323,10 @@ def test_cancelled_at_a_call_the_operation_sees_it_cleans_up_and_it_is_reraised(
             seen.append(type(exc).__name__)
             yield unlock(local_table, "c", "t1")  # the protocol's cleanup still makes calls
             seen.append("released")
-            if not swallow:
+            if ending == "reraised":
                 raise
+            if ending == "replaced":
+                raise ValueError("cleanup failed") from exc
         return "done"
 
     async def main(endpoint_url: str, proxy: FaultProxy) -> None:
@@ -332,8 +334,10 @@ def test_cancelled_at_a_call_the_operation_sees_it_cleans_up_and_it_is_reraised(
             task = asyncio.create_task(aio.run(client, save()))
             await settle(lambda: proxy.seen["UpdateItem"] == 1)
             task.cancel()
-            with pytest.raises(asyncio.CancelledError):
+            with pytest.raises(asyncio.CancelledError) as raised:
                 await task
+            if ending == "replaced":
+                assert isinstance(raised.value.__cause__, ValueError)
 
     with FaultProxy(dynamodb_local.endpoint_url, delay_seconds=5.0) as proxy:
         proxy.script("delay", "UpdateItem")

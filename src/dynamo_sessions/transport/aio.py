@@ -16,7 +16,8 @@ one is (see :mod:`..protocol.steps`):
 **Cancellation.**  A task cancelled while it awaits a step (a client gone, a timeout) has
 ``asyncio.CancelledError`` thrown into the operation, so the protocol's own cleanup runs (its
 ``finally`` / ``except BaseException`` may still yield calls: they are run), and the driver
-re-raises the cancellation when the operation ends - even if the operation swallowed it.  What
+re-raises the cancellation when the operation ends - even if the operation swallowed it or
+raised another error instead (then the cancellation's ``__cause__``).  What
 must finish whatever the caller does - a lock release, the last write of a save - goes through
 :func:`shielded`, which runs it to completion and only then re-raises the caller's cancellation.
 
@@ -96,6 +97,10 @@ async def run(client: AsyncDynamoClient, operation: Operation[T], *,
                     raise cancelled from None  # swallowed by the operation: still cancelled
                 result: T = done.value
                 return result
+            except Exception as exc:
+                if cancelled is not None:  # replaced by another error: still cancelled
+                    raise cancelled from exc
+                raise
             answer, failure = None, None
             try:
                 if isinstance(step, Call):
@@ -146,8 +151,8 @@ async def shielded(work: Awaitable[T]) -> T:
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError as exc:
-            if task.done():
-                break  # the work itself was cancelled (not by our caller)
+            if task.cancelled():
+                break  # the work itself was cancelled (not by our caller): raised below
             cancelled = cancelled or exc
         except Exception:
             break  # the work failed: raised below
