@@ -1,7 +1,8 @@
 """A small Django app served over ASGI (``tests.asgi_django_app:application``, for uvicorn):
 async views on ``request.session``, through the session engine named by the environment.
 
-Environment (read once, at import):
+Meant to be loaded by the server (``tests/asgi_support.py``'s ``UvicornProcess``): importing it
+makes it the process's Django settings.  Environment (read once, at import):
 
 * ``ASGI_APP_ENDPOINT_URL`` - DynamoDB's endpoint (DynamoDB Local, or a proxy before it);
 * ``ASGI_APP_TABLE`` - the sessions table (it must exist);
@@ -25,7 +26,9 @@ from django.urls import path
 
 from dynamo_sessions.servers import local_client
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.asgi_django_app")
+# This module is the app's settings, whatever the parent (a test run whose other modules set
+# their own settings module) left in the environment the server inherited.
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.asgi_django_app"
 
 SECRET_KEY = "test-only-not-secret"
 DEBUG = False
