@@ -135,6 +135,18 @@ def test_the_client_carries_the_configured_options(dynamodb_local: Any) -> None:
     assert (region, endpoint) == (aio.LOOPBACK_REGION, dynamodb_local.endpoint_url)
 
 
+def test_a_session_per_event_loop() -> None:
+    """Clients of one loop share an aiobotocore session (its loaders); another loop gets its own
+    (a session's credentials and their refresh lock belong to one loop)."""
+    async def two() -> tuple[Any, Any]:
+        return aio._session(None), aio._session(None)
+
+    first, again = asyncio.run(two())
+    other, _ = asyncio.run(two())
+    assert first is again
+    assert other is not first
+
+
 def test_a_hold_without_a_renew_operation_is_thrown_into_the_operation(
         dynamodb_local: Any) -> None:
     seen: list[str] = []

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
-import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -278,19 +277,24 @@ def loop_renewer() -> AsyncLeaseRenewer:
 
 # --- the client -------------------------------------------------------------------------------
 
-_sessions_lock = threading.Lock()
-_sessions: dict[str | None, Any] = {}
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str | None, Any]] = (
+    weakref.WeakKeyDictionary())
 
 
 def _session(profile_name: str | None) -> Any:
-    """One aiobotocore session per profile (its loaders cached, as boto3's default session)."""
+    """The running loop's aiobotocore session for a profile (its loaders cached, as boto3's
+    default session), or a session of its own outside a loop.  Not shared between loops: a
+    session's credentials (and their refresh lock) belong to one event loop."""
     from aiobotocore.session import AioSession
 
-    with _sessions_lock:
-        session = _sessions.get(profile_name)
-        if session is None:
-            session = _sessions[profile_name] = AioSession(profile=profile_name)
-        return session
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return AioSession(profile=profile_name)
+    sessions = _sessions.setdefault(loop, {})
+    if profile_name not in sessions:
+        sessions[profile_name] = AioSession(profile=profile_name)
+    return sessions[profile_name]
 
 
 def _is_loopback(endpoint_url: str | None) -> bool:
