@@ -3,10 +3,13 @@ latency per call, many concurrent clients - requests per second and p99 latency 
 
 Each case starts a latency proxy (``tests/faultproxy.py`` in its own process, a thread per
 connection, so the clients' calls do not queue on it) before DynamoDB Local, a fresh table, and
-one uvicorn worker (its own process, asyncio loop, h11) serving the small Django app of
+one uvicorn worker (its own process; its default loop and HTTP parser, asyncio and h11
+unless uvloop / httptools are installed) serving the small Django app of
 ``tests/asgi_django_app.py``.  ``CLIENTS`` httpx clients, each with its own session (made in a
 warm-up that is not measured), then send requests for ``MEASURE_SECONDS``: read + write
 (``/rw``: the counter read, then written back plus one) and read-only (``/ro``) in turn.
+Reported: requests/s, p99 (all, read + write, read-only) and the server process's CPU time
+per request (all its threads; DynamoDB Local, the proxy and the clients run elsewhere).
 Each client checks every answer: the counter it reads is the number of writes it made, so a
 lost update or an error fails the case.
 
@@ -179,11 +182,12 @@ def side_by_side() -> Iterator[None]:
     lines = [f"ASGI sessions, {CLIENTS} clients, one uvicorn worker, read+write and read-only "
              "requests in turn",
              f"{'side':>14} {'latency':>8} {'requests':>9} {'req/s':>8} {'p99 ms':>8} "
-             f"{'p99 rw':>8} {'p99 ro':>8}"]
+             f"{'p99 rw':>8} {'p99 ro':>8} {'server CPU ms/request':>22}"]
     for (side, latency_ms), figures in sorted(RESULTS.items()):
         lines.append(f"{side:>14} {latency_ms:>6}ms {figures['requests']:>9.0f} "
                      f"{figures['requests_per_second']:>8.1f} {figures['p99_ms']:>8.1f} "
-                     f"{figures['p99_rw_ms']:>8.1f} {figures['p99_ro_ms']:>8.1f}")
+                     f"{figures['p99_rw_ms']:>8.1f} {figures['p99_ro_ms']:>8.1f} "
+                     f"{figures['server_cpu_ms_per_request']:>22.2f}")
     print("\n" + "\n".join(lines))
 
 
@@ -201,8 +205,15 @@ def test_asgi_sessions_under_latency(benchmark: Any, dynamodb_local: Any, side: 
                **SIDES[side].env}
         with UvicornProcess(SIDES[side].app, env=env) as server:
             load = Load(server.url, seconds)
+            cpu: list[float] = []
+
+            def warm_up() -> None:
+                load.warm_up()
+                cpu.append(server.cpu_seconds())
+
             try:
-                benchmark.pedantic(load.measure, setup=load.warm_up, rounds=1, iterations=1)
+                benchmark.pedantic(load.measure, setup=warm_up, rounds=1, iterations=1)
+                cpu.append(server.cpu_seconds())
             finally:
                 load.close()
             output = server.output()
@@ -217,6 +228,7 @@ def test_asgi_sessions_under_latency(benchmark: Any, dynamodb_local: Any, side: 
         "p99_rw_ms": p99_ms(run.latencies["/rw"]),
         "p99_ro_ms": p99_ms(run.latencies["/ro"]),
         "median_ms": statistics.median(every) * 1000,
+        "server_cpu_ms_per_request": (cpu[1] - cpu[0]) * 1000 / run.requests(),
     }
     RESULTS[(side, latency_ms)] = figures
     benchmark.extra_info.update({"clients": CLIENTS, "latency_ms": latency_ms,

@@ -129,6 +129,12 @@ class UvicornProcess(_Managed):
             raise RuntimeError(f"uvicorn serving {self.app} did not start:\n{output}") from exc
         return self
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, all threads) the server has used so far (Linux ``/proc``)."""
+        assert self._process is not None
+        fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def output(self) -> str:
         """What the server printed so far (warnings and errors: access logs are off)."""
         if self._log is None:
