@@ -94,6 +94,9 @@ class FaultProxy:
         self.upstream_timeout_seconds = upstream_timeout_seconds
         self.latency_seconds = latency_seconds
         """Pause before handling each request (a network's round trip)."""
+        self.pausing = 0
+        self.peak_pausing = 0
+        """Requests in their latency pause now, and at most at once so far."""
         self.injected: collections.Counter[str] = collections.Counter()
         """Faults injected so far, by kind."""
         self.seen: collections.Counter[str] = collections.Counter()
@@ -244,7 +247,7 @@ class FaultProxy:
                     return
                 kind, then = self._choose(request)
                 if self.latency_seconds:
-                    self._stopping.wait(self.latency_seconds)
+                    self._pause()
                 if kind in ("http500", "throttle"):
                     if then is not None:
                         then()
@@ -275,6 +278,16 @@ class FaultProxy:
             with self._lock:
                 self._sockets.discard(client)
                 self._threads.discard(threading.current_thread())
+
+    def _pause(self) -> None:
+        with self._lock:
+            self.pausing += 1
+            self.peak_pausing = max(self.peak_pausing, self.pausing)
+        try:
+            self._stopping.wait(self.latency_seconds)
+        finally:
+            with self._lock:
+                self.pausing -= 1
 
     def _forward(self, upstream: http.client.HTTPConnection | None,
                  request: _Request) -> tuple[http.client.HTTPConnection, bytes]:

@@ -4,6 +4,8 @@ latency proxy in a child process - each serves, and is gone after ``stop()``."""
 from __future__ import annotations
 
 import json
+import socket
+import time
 from typing import Any
 
 import httpx
@@ -12,6 +14,7 @@ import pytest
 from dynamo_sessions.servers import local_client
 
 from .asgi_support import LatencyProxy, UvicornProcess, UvicornThread
+from .faultproxy import FaultProxy
 
 
 async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -60,3 +63,25 @@ def test_the_latency_proxy_forwards_every_call(dynamodb_local: Any) -> None:
             assert "TableNames" in client.list_tables(Limit=1)
     assert json.loads(proxy.report)["seen"] == {"ListTables": 3}
     assert refused(proxy.endpoint_url)
+
+
+@pytest.mark.dynamodb_local
+def test_concurrent_calls_pause_side_by_side_in_the_latency_proxy(dynamodb_local: Any) -> None:
+    """64 connections' requests are all in their pause at once: none waits for another."""
+    clients = 64
+    request = (b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: DynamoDB_20120810.ListTables"
+               b"\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 2\r\n\r\n{}")
+    with FaultProxy(dynamodb_local.endpoint_url, latency_seconds=60.0) as proxy:
+        port = int(proxy.endpoint_url.rsplit(":", 1)[1])
+        connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(clients)]
+        try:
+            for connection in connections:
+                connection.sendall(request)
+            for _ in range(1000):  # bounded: until every request is in its pause
+                if proxy.peak_pausing == clients:
+                    break
+                time.sleep(0.01)
+            assert proxy.peak_pausing == clients
+        finally:
+            for connection in connections:
+                connection.close()
