@@ -296,6 +296,29 @@ def test_connection_faults_are_botocore_errors_judged_transient(fault: str) -> N
     assert is_transient(exc)
 
 
+@pytest.mark.parametrize("kind", ["drop_before", "drop_after", "delay", "http500", "throttle"])
+def test_botocore_retries_each_fault_on_the_async_client(dynamodb_local: Any, ddb_local_client: Any,
+                                                         local_table: str, kind: str) -> None:
+    """The configured retries (standard mode, 3 attempts) are botocore's, on aiobotocore too: a
+    fault on the first attempt is retried and the call succeeds (a retried write that had been
+    applied - drop_after - is applied once more, unchanged)."""
+    def put() -> Operation[Any]:
+        return (yield Call("PutItem", {"TableName": local_table,
+                                       "Item": {**key("r"), "v": {"S": kind}}}))
+
+    async def main(endpoint_url: str) -> Any:
+        async with client_for(endpoint_url, boto_max_attempts=3,
+                              read_timeout_seconds=0.5) as client:
+            return await aio.run(client, put())
+
+    with FaultProxy(dynamodb_local.endpoint_url, delay_seconds=1.0) as proxy:
+        proxy.script(kind, "PutItem")
+        answer = asyncio.run(main(proxy.endpoint_url))
+        assert (proxy.injected[kind], proxy.seen["PutItem"]) == (1, 2)
+    assert answer["ResponseMetadata"]["RetryAttempts"] == 1
+    assert stored(ddb_local_client, local_table, "r")["v"] == {"S": kind}
+
+
 # --- cancellation -----------------------------------------------------------------------------
 
 
