@@ -21,6 +21,9 @@ Two ways to drive it, usable together (scripted rules are consulted first):
   text) get this fault";
 * :meth:`FaultProxy.randomly` - a seeded random mode with a rate per kind, for soak runs.
 
+``latency_seconds`` adds a fixed pause before every request is handled (the round trip of a
+real network, for benchmarks); connections do not wait for each other, as each has its thread.
+
 It is thread-safe (one thread per client connection, at most ``max_connections``), counts what
 it injected by kind (:attr:`injected`) and what it saw by operation (:attr:`seen`), and stops
 cleanly (:meth:`stop`, or use it as a context manager).
@@ -79,7 +82,8 @@ class FaultProxy:
 
     def __init__(self, upstream_url: str, delay_seconds: float = 1.0,
                  throttle_code: str = "ProvisionedThroughputExceededException",
-                 max_connections: int = 256, upstream_timeout_seconds: float = 30.0) -> None:
+                 max_connections: int = 256, upstream_timeout_seconds: float = 30.0,
+                 latency_seconds: float = 0.0) -> None:
         rest = upstream_url.split("://", 1)[-1].rstrip("/")
         host, _, port = rest.partition(":")
         self.upstream = (host, int(port or 80))
@@ -88,6 +92,11 @@ class FaultProxy:
         self.throttle_code = throttle_code
         self.max_connections = max_connections
         self.upstream_timeout_seconds = upstream_timeout_seconds
+        self.latency_seconds = latency_seconds
+        """Pause before handling each request (a network's round trip)."""
+        self.pausing = 0
+        self.peak_pausing = 0
+        """Requests in their latency pause now, and at most at once so far."""
         self.injected: collections.Counter[str] = collections.Counter()
         """Faults injected so far, by kind."""
         self.seen: collections.Counter[str] = collections.Counter()
@@ -237,6 +246,8 @@ class FaultProxy:
                 if request is None:
                     return
                 kind, then = self._choose(request)
+                if self.latency_seconds:
+                    self._pause()
                 if kind in ("http500", "throttle"):
                     if then is not None:
                         then()
@@ -267,6 +278,16 @@ class FaultProxy:
             with self._lock:
                 self._sockets.discard(client)
                 self._threads.discard(threading.current_thread())
+
+    def _pause(self) -> None:
+        with self._lock:
+            self.pausing += 1
+            self.peak_pausing = max(self.peak_pausing, self.pausing)
+        try:
+            self._stopping.wait(self.latency_seconds)
+        finally:
+            with self._lock:
+                self.pausing -= 1
 
     def _forward(self, upstream: http.client.HTTPConnection | None,
                  request: _Request) -> tuple[http.client.HTTPConnection, bytes]:
@@ -352,7 +373,8 @@ def _close(sock: socket.socket) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tests.faultproxy UPSTREAM_URL [--seed N] [--delay-seconds S] [KIND=RATE ...]``
+    """``python -m tests.faultproxy UPSTREAM_URL [--seed N] [--delay-seconds S]
+    [--latency-seconds S] [KIND=RATE ...]``
 
     Runs the proxy in random mode for other processes: prints its endpoint URL on the first
     line of stdout, runs until stdin closes, then prints the injected counts as JSON.
@@ -364,10 +386,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("upstream_url")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--delay-seconds", type=float, default=1.0)
+    parser.add_argument("--latency-seconds", type=float, default=0.0)
     parser.add_argument("rates", nargs="*", help="KIND=RATE, e.g. drop_after=0.01")
     args = parser.parse_intermixed_args(argv)
     rates = {kind: float(rate) for kind, _, rate in (r.partition("=") for r in args.rates)}
-    with FaultProxy(args.upstream_url, delay_seconds=args.delay_seconds) as proxy:
+    with FaultProxy(args.upstream_url, delay_seconds=args.delay_seconds,
+                    latency_seconds=args.latency_seconds) as proxy:
         proxy.randomly(rates, seed=args.seed)
         print(proxy.endpoint_url, flush=True)
         sys.stdin.read()

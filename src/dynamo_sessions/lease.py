@@ -23,6 +23,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from .metrics import logger
@@ -41,8 +42,11 @@ class Renewable(Protocol):
 
 
 @dataclasses.dataclass
-class _Held:
-    store: Renewable
+class Held:
+    """One held lock, as a renewer keeps it (``store`` renews it: a :class:`Renewable` here,
+    the asyncio renewal in ``transport/aio.py``)."""
+
+    store: Any
     owner: weakref.ref[Any]
     key: str
     token: str
@@ -51,8 +55,73 @@ class _Held:
     renew_until: float
     label: str
 
+    @classmethod
+    def taken(cls, store: Any, owner: Any, key: str, token: str, lease_seconds: float,
+              taken_at: float, max_hold_seconds: float, label: str) -> Held:
+        """A lock taken at monotonic ``taken_at``: first due after ``RENEW_FRACTION`` of it."""
+        return cls(store, weakref.ref(owner), key, token, lease_seconds,
+                   taken_at + lease_seconds * RENEW_FRACTION, taken_at + max_hold_seconds,
+                   label)
 
-class LeaseRenewer:
+
+class RenewalRules:
+    """The rules both renewers follow (this module's thread, ``transport/aio.py``'s task):
+    when a lease is no longer renewed, and what a renewal's answer or failure does.
+    ``renewal_failed`` and ``renewal_answered`` run under the caller's lock, if it has one,
+    and log nothing (the ``warn_*`` methods do, outside it)."""
+
+    _held: dict[str, Held]
+    monotonic: Callable[[], float]
+    renewed: int
+    lost: int
+    failed: int
+
+    def begin_renewal(self, held: Held) -> tuple[float, Any]:
+        """``(sent, owner)`` for renewing ``held`` now - or ``owner`` None when it was dropped
+        instead: its owner is gone (the request forgot its session without releasing it) or
+        it is past ``max_lock_hold_seconds``."""
+        sent = self.monotonic()
+        owner = held.owner()
+        if owner is not None and sent > held.renew_until:
+            logger.warning("session %s: lock held past max_lock_hold_seconds; no longer renewed "
+                           "(its lease lapses; a later save raises LockLost if it was taken)",
+                           held.label)
+            owner = None
+        if owner is None:
+            self.drop(held.token)
+        return sent, owner
+
+    def renewal_failed(self, held: Held, now: float) -> None:
+        self.failed += 1
+        held.due = now + RETRY_SECONDS
+
+    def renewal_answered(self, held: Held, ours: bool, sent: float) -> bool:
+        """Record a renewal's answer; True when the lock turned out lost (to be logged)."""
+        if held.token not in self._held:
+            return False  # saved or released meanwhile: the refused renewal is expected
+        if ours:
+            self.renewed += 1
+            held.due = sent + held.lease_seconds * RENEW_FRACTION
+            return False
+        self.lost += 1
+        self._held.pop(held.token, None)
+        return True
+
+    def drop(self, token: str | None) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def warn_failed(held: Held) -> None:
+        logger.warning("session %s: lock renewal failed; retrying in %ss", held.label,
+                       RETRY_SECONDS, exc_info=True)
+
+    @staticmethod
+    def warn_lost(held: Held) -> None:
+        logger.warning("session %s: lock lost before its renewal (lease lapsed and taken over); "
+                       "this request's save will raise LockLost", held.label)
+
+
+class LeaseRenewer(RenewalRules):
     """Renews held locks whose lease is half used; ``hold`` when taken, ``drop`` when done."""
 
     def __init__(self, monotonic: Any = time.monotonic) -> None:
@@ -61,7 +130,7 @@ class LeaseRenewer:
 
     def _reset(self) -> None:
         self._cond = threading.Condition()
-        self._held: dict[str, _Held] = {}
+        self._held: dict[str, Held] = {}
         self._thread: threading.Thread | None = None
         self.renewed = 0
         self.lost = 0
@@ -71,9 +140,8 @@ class LeaseRenewer:
              taken_at: float, max_hold_seconds: float, label: str = "") -> None:
         """Keep ``token``'s lock on ``key`` (taken at monotonic ``taken_at``) alive while
         ``owner`` (the request's session object) exists."""
-        held = _Held(store, weakref.ref(owner), key, token, lease_seconds,
-                     taken_at + lease_seconds * RENEW_FRACTION, taken_at + max_hold_seconds,
-                     label)
+        held = Held.taken(store, owner, key, token, lease_seconds, taken_at, max_hold_seconds,
+                          label)
         with self._cond:
             self._held[token] = held
             if self._thread is None:
@@ -100,7 +168,7 @@ class LeaseRenewer:
             for held in due:
                 self._renew(held)
 
-    def _due(self) -> list[_Held]:
+    def _due(self) -> list[Held]:
         """Wait (under the condition) until some lease is due; return those."""
         while True:
             if not self._held:
@@ -113,38 +181,21 @@ class LeaseRenewer:
                 continue
             return [held for held in self._held.values() if held.due <= now]
 
-    def _renew(self, held: _Held) -> None:
-        sent = self.monotonic()
-        owner = held.owner()
-        if owner is None:  # the request forgot its session without releasing it
-            self.drop(held.token)
-            return
-        if sent > held.renew_until:
-            logger.warning("session %s: lock held past max_lock_hold_seconds; no longer renewed "
-                           "(its lease lapses; a later save raises LockLost if it was taken)",
-                           held.label)
-            self.drop(held.token)
+    def _renew(self, held: Held) -> None:
+        sent, owner = self.begin_renewal(held)
+        if owner is None:
             return
         try:
             ours = held.store.renew_lock(held.key, held.token, owner)
         except Exception:
-            logger.warning("session %s: lock renewal failed; retrying in %ss", held.label,
-                           RETRY_SECONDS, exc_info=True)
+            self.warn_failed(held)
             with self._cond:
-                self.failed += 1
-                held.due = self.monotonic() + RETRY_SECONDS
+                self.renewal_failed(held, self.monotonic())
             return
         with self._cond:
-            if held.token not in self._held:
-                return  # saved or released meanwhile: the refused renewal is expected
-            if ours:
-                self.renewed += 1
-                held.due = sent + held.lease_seconds * RENEW_FRACTION
-                return
-            self.lost += 1
-            self._held.pop(held.token, None)
-        logger.warning("session %s: lock lost before its renewal (lease lapsed and taken over); "
-                       "this request's save will raise LockLost", held.label)
+            lost = self.renewal_answered(held, ours, sent)
+        if lost:
+            self.warn_lost(held)
 
 
 RENEWER = LeaseRenewer()

@@ -1,0 +1,235 @@
+"""Sessions under ASGI: one uvicorn worker, DynamoDB Local behind a loopback proxy adding a fixed
+latency per call, many concurrent clients - requests per second and p99 latency per side.
+
+Each case starts a latency proxy (``tests/faultproxy.py`` in its own process, a thread per
+connection, so the clients' calls do not queue on it) before DynamoDB Local, a fresh table, and
+one uvicorn worker (its own process; its default loop and HTTP parser, asyncio and h11
+unless uvloop / httptools are installed) serving the small Django app of
+``tests/asgi_django_app.py``.  ``CLIENTS`` httpx clients, each with its own session (made in a
+warm-up that is not measured), then send requests for ``MEASURE_SECONDS``: read + write
+(``/rw``: the counter read, then written back plus one) and read-only (``/ro``) in turn.
+Reported: requests/s, p99 (all, read + write, read-only) and the server process's CPU time
+per request (all its threads; DynamoDB Local, the proxy and the clients run elsewhere).
+Each client checks every answer: the counter it reads is the number of writes it made, so a
+lost update or an error fails the case.
+
+Sides (``SIDES``, one parametrize entry each):
+
+* ``thread-pool`` - today's ``dynamo_sessions.django`` under ASGI: ``aget`` loads through
+  ``sync_to_async(thread_sensitive=False)`` (the loop's default executor, min(32, cores + 4)
+  threads), the sync middleware saves on the request's thread;
+* the native asyncio path is added here as one more entry once the async store exists (the
+  same app, its engine and middleware chosen by ``ASGI_APP_SESSION_ENGINE`` /
+  ``ASGI_APP_MIDDLEWARE``).
+
+    pytest bench/test_bench_asgi.py --benchmark-only -s      # prints the side-by-side table
+    pytest bench/test_bench_asgi.py --benchmark-disable      # a short run, as a test
+
+With ``--benchmark-disable`` (how CI runs bench/) each case measures for a fraction of a
+second: it checks that the harness works, its figures mean little.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import statistics
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from tests import conftest as test_fixtures
+from tests.asgi_support import LatencyProxy, UvicornProcess
+
+from dynamo_sessions.servers import local_client
+
+dynamodb_local = test_fixtures.dynamodb_local
+"""DynamoDB Local for the whole run (the test suite's fixture: it fails rather than skips
+when ``DYNAMO_SESSIONS_REQUIRE_DYNAMODB_LOCAL`` is set)."""
+
+CLIENTS = 64
+LATENCIES_MS = [5, 25]
+MEASURE_SECONDS = 3.0
+SMOKE_SECONDS = 0.3
+"""How long a case measures under ``--benchmark-disable``."""
+WARMUP_REQUESTS = 2
+"""Per client, before measuring: the session's creation and one read (not timed)."""
+REQUEST_TIMEOUT_SECONDS = 30.0
+PATHS = ("/rw", "/ro")
+
+
+@dataclasses.dataclass(frozen=True)
+class Side:
+    """One way of serving the app: its ASGI import string and environment."""
+
+    app: str
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+SIDES = {
+    "thread-pool": Side("tests.asgi_django_app:application"),
+}
+RESULTS: dict[tuple[str, int], dict[str, float]] = {}
+
+
+@dataclasses.dataclass
+class Run:
+    """One case's clients: their warm-up gate, the deadline, what they measured and saw."""
+
+    ready: asyncio.Event
+    """Set when every client has warmed up (or failed to)."""
+    start: asyncio.Event
+    deadline: float = 0.0
+    warmed: int = 0
+    latencies: dict[str, list[float]] = dataclasses.field(
+        default_factory=lambda: {path: [] for path in PATHS})
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+    def arrived(self) -> None:
+        self.warmed += 1
+        if self.warmed == CLIENTS:
+            self.ready.set()
+
+    def requests(self) -> int:
+        return sum(len(values) for values in self.latencies.values())
+
+
+async def one_client(url: str, run: Run) -> None:
+    """Warm up (make the session), wait for the start, then alternate /rw and /ro until the
+    deadline; every answer is checked against the writes this client made."""
+    async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_SECONDS) as client:
+        writes = 0
+        try:
+            for number in range(WARMUP_REQUESTS):
+                path = PATHS[number % 2]
+                answer = await client.get(path)
+                writes += path == "/rw"
+                if answer.status_code != 200 or answer.text != str(writes):
+                    run.errors.append(f"warm-up {path}: {answer.status_code} "
+                                      f"{answer.text[:80]}")
+                    return
+        finally:
+            run.arrived()
+        await run.start.wait()
+        number = 0
+        while time.perf_counter() < run.deadline:
+            path = PATHS[number % 2]
+            number += 1
+            sent = time.perf_counter()
+            try:
+                answer = await client.get(path)
+            except httpx.HTTPError as exc:
+                run.errors.append(f"{path}: {exc!r}")
+                continue
+            run.latencies[path].append(time.perf_counter() - sent)
+            writes += path == "/rw"
+            if answer.status_code != 200 or answer.text != str(writes):
+                run.errors.append(f"{path}: {answer.status_code} {answer.text[:80]} "
+                                  f"(expected {writes})")
+
+
+class Load:
+    """``CLIENTS`` clients on one event loop: :meth:`warm_up` (not timed), then :meth:`measure`
+    (timed: ``seconds`` of requests)."""
+
+    def __init__(self, url: str, seconds: float) -> None:
+        self.url = url
+        self.seconds = seconds
+        self.loop = asyncio.new_event_loop()
+        self.run = Run(asyncio.Event(), asyncio.Event())
+        self.tasks: list[asyncio.Task[None]] = []
+        self.elapsed = 0.0
+
+    def warm_up(self) -> None:
+        async def warm_up() -> None:
+            self.tasks = [asyncio.create_task(one_client(self.url, self.run))
+                          for _ in range(CLIENTS)]
+            await asyncio.wait_for(self.run.ready.wait(),
+                                   timeout=REQUEST_TIMEOUT_SECONDS * WARMUP_REQUESTS)
+
+        self.loop.run_until_complete(warm_up())
+
+    def measure(self) -> None:
+        async def measure() -> None:
+            began = time.perf_counter()
+            self.run.deadline = began + self.seconds
+            self.run.start.set()
+            await asyncio.gather(*self.tasks)
+            self.elapsed = time.perf_counter() - began
+
+        self.loop.run_until_complete(measure())
+
+    def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*self.tasks, return_exceptions=True))
+        self.loop.close()
+
+
+def p99_ms(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[98] * 1000 if len(values) > 1 else float("nan")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def side_by_side() -> Iterator[None]:
+    """Print every case's figures side by side once the module's cases have run."""
+    yield
+    if not RESULTS:
+        return
+    lines = [f"ASGI sessions, {CLIENTS} clients, one uvicorn worker, read+write and read-only "
+             "requests in turn",
+             f"{'side':>14} {'latency':>8} {'requests':>9} {'req/s':>8} {'p99 ms':>8} "
+             f"{'p99 rw':>8} {'p99 ro':>8} {'server CPU ms/request':>22}"]
+    for (side, latency_ms), figures in sorted(RESULTS.items()):
+        lines.append(f"{side:>14} {latency_ms:>6}ms {figures['requests']:>9.0f} "
+                     f"{figures['requests_per_second']:>8.1f} {figures['p99_ms']:>8.1f} "
+                     f"{figures['p99_rw_ms']:>8.1f} {figures['p99_ro_ms']:>8.1f} "
+                     f"{figures['server_cpu_ms_per_request']:>22.2f}")
+    print("\n" + "\n".join(lines))
+
+
+@pytest.mark.dynamodb_local
+@pytest.mark.benchmark(group="asgi")
+@pytest.mark.parametrize("latency_ms", LATENCIES_MS)
+@pytest.mark.parametrize("side", SIDES)
+def test_asgi_sessions_under_latency(benchmark: Any, dynamodb_local: Any, side: str,
+                                     latency_ms: int) -> None:
+    table = f"bench-asgi-{uuid.uuid4().hex[:12]}"
+    test_fixtures.make_table(local_client(dynamodb_local.endpoint_url), table)
+    seconds = SMOKE_SECONDS if benchmark.disabled else MEASURE_SECONDS
+    with LatencyProxy(dynamodb_local.endpoint_url, latency_ms / 1000) as proxy:
+        env = {"ASGI_APP_ENDPOINT_URL": proxy.endpoint_url, "ASGI_APP_TABLE": table,
+               **SIDES[side].env}
+        with UvicornProcess(SIDES[side].app, env=env) as server:
+            load = Load(server.url, seconds)
+            cpu: list[float] = []
+
+            def warm_up() -> None:
+                load.warm_up()
+                cpu.append(server.cpu_seconds())
+
+            try:
+                benchmark.pedantic(load.measure, setup=warm_up, rounds=1, iterations=1)
+                cpu.append(server.cpu_seconds())
+            finally:
+                load.close()
+            output = server.output()
+    run, elapsed = load.run, load.elapsed
+    assert run.errors == [], (run.errors[:5], output[-2000:])
+    assert all(run.latencies[path] for path in PATHS)
+    every = [value for values in run.latencies.values() for value in values]
+    figures = {
+        "requests": float(run.requests()),
+        "requests_per_second": run.requests() / elapsed,
+        "p99_ms": p99_ms(every),
+        "p99_rw_ms": p99_ms(run.latencies["/rw"]),
+        "p99_ro_ms": p99_ms(run.latencies["/ro"]),
+        "median_ms": statistics.median(every) * 1000,
+        "server_cpu_ms_per_request": (cpu[1] - cpu[0]) * 1000 / run.requests(),
+    }
+    RESULTS[(side, latency_ms)] = figures
+    benchmark.extra_info.update({"clients": CLIENTS, "latency_ms": latency_ms,
+                                 "seconds": round(elapsed, 3), **figures})

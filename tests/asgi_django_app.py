@@ -1,0 +1,75 @@
+"""A small Django app served over ASGI (``tests.asgi_django_app:application``, for uvicorn):
+async views on ``request.session``, through the session engine named by the environment.
+
+Meant to be loaded by the server (``tests/asgi_support.py``'s ``UvicornProcess``): importing it
+makes it the process's Django settings.  Environment (read once, at import):
+
+* ``ASGI_APP_ENDPOINT_URL`` - DynamoDB's endpoint (DynamoDB Local, or a proxy before it);
+* ``ASGI_APP_TABLE`` - the sessions table (it must exist);
+* ``ASGI_APP_LOCKING`` - the locking mode (default ``optimistic``, the engine's default);
+* ``ASGI_APP_POOL`` - the client's connection pool (default 64: as many connections as a
+  benchmark's concurrent clients, so neither side pays for connections it cannot keep);
+* ``ASGI_APP_SESSION_ENGINE`` / ``ASGI_APP_MIDDLEWARE`` - the engine and its middleware
+  (default ``dynamo_sessions.django``, today's async path: the sync store on a thread pool).
+
+Views: ``/`` never touches the session; ``/rw`` reads the counter ``n`` and writes it back
+plus one; ``/ro`` only reads it.  Both answer the counter as text.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.urls import path
+
+from dynamo_sessions.servers import local_client
+
+# This module is the app's settings, whatever the parent (a test run whose other modules set
+# their own settings module) left in the environment the server inherited.
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.asgi_django_app"
+
+SECRET_KEY = "test-only-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+INSTALLED_APPS: list[str] = []
+DATABASES: dict[str, Any] = {}
+USE_TZ = True
+ROOT_URLCONF = "tests.asgi_django_app"
+SESSION_ENGINE = os.environ.get("ASGI_APP_SESSION_ENGINE", "dynamo_sessions.django")
+MIDDLEWARE = [os.environ.get("ASGI_APP_MIDDLEWARE", "dynamo_sessions.django.SessionMiddleware")]
+DYNAMO_SESSIONS: dict[str, Any] = {
+    "table_name": os.environ.get("ASGI_APP_TABLE", "sessions"),
+    "locking": os.environ.get("ASGI_APP_LOCKING", "optimistic"),
+    "client": local_client(os.environ.get("ASGI_APP_ENDPOINT_URL") or None,
+                           max_pool_connections=int(os.environ.get("ASGI_APP_POOL", "64"))),
+}
+
+
+async def untouched(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok")
+
+
+async def read_write(request: HttpRequest) -> HttpResponse:
+    n = await request.session.aget("n", 0) + 1
+    await request.session.aset("n", n)
+    return HttpResponse(str(n))
+
+
+async def read_only(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(str(await request.session.aget("n", 0)))
+
+
+urlpatterns = [path("", untouched), path("rw", read_write), path("ro", read_only)]
+
+
+def __getattr__(name: str) -> Any:
+    """``application``, made on first use (after this module, the settings, is loaded)."""
+    if name == "application":
+        from django.core.asgi import get_asgi_application
+
+        global application
+        application = get_asgi_application()
+        return application
+    raise AttributeError(name)
