@@ -28,7 +28,12 @@ import pytest
 from werkzeug.test import Client
 
 from dynamo_sessions import SessionConfig, SessionHandler, create_store
-from dynamo_sessions.servers import DynamoDBLocal, EmbeddedMoto, free_port, local_client
+from dynamo_sessions.testing.servers import (
+    DynamoDBLocal,
+    EmbeddedMoto,
+    free_port,
+    local_client,
+)
 from dynamo_sessions.webdemo import COST_HEADER, DEMO_TABLE, create_demo
 
 from .conftest import _flag

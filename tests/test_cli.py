@@ -21,7 +21,7 @@ import pytest
 
 from dynamo_sessions import _core, cli
 from dynamo_sessions.cli_config import COMMON, OptionError, resolve
-from dynamo_sessions.servers import free_port, local_client
+from dynamo_sessions.testing.servers import free_port, local_client
 
 from .handler_support import Faults
 

@@ -18,8 +18,8 @@ import pytest
 import requests
 
 from dynamo_sessions import SessionHandler, create_store
-from dynamo_sessions.servers import DynamoDBLocal, free_port, local_client
 from dynamo_sessions.store import new_session_id
+from dynamo_sessions.testing.servers import DynamoDBLocal, free_port, local_client
 
 from .e2e_app import session_name, store_config
 

@@ -20,7 +20,6 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from dynamo_sessions import SessionConfig, TableNotFound
-from dynamo_sessions.servers import local_client
 from dynamo_sessions.table import (
     GarbageCollector,
     GcInterrupted,
@@ -31,6 +30,7 @@ from dynamo_sessions.table import (
     describe_table,
     enable_time_to_live,
 )
+from dynamo_sessions.testing.servers import local_client
 
 
 @dataclasses.dataclass

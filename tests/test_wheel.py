@@ -33,7 +33,7 @@ CHECK = r"""
 import json, os, sys
 import dynamo_sessions
 from dynamo_sessions import _core, SessionConfig, SessionHandler, new_session_id
-from dynamo_sessions.servers import local_client
+from dynamo_sessions.testing.servers import local_client
 from moto import mock_aws
 
 package = os.path.dirname(dynamo_sessions.__file__)

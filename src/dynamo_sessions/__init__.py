@@ -14,7 +14,7 @@ from ._core import (
     read_units,
     write_units,
 )
-from .config import SessionConfig, make_client
+from .config import SessionConfig
 from .errors import (
     ConfigError,
     CorruptSession,
@@ -38,6 +38,7 @@ from .handler import SessionHandler
 from .metrics import Metrics, OperationMetrics
 from .store import LoadedSession, SessionStore, create_store, new_session_id
 from .table import GcInterrupted, GcResult
+from .transport.client import build_client as make_client
 
 __version__ = "0.1.0"
 

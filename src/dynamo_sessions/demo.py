@@ -41,14 +41,14 @@ def _endpoint(endpoint_url: str | None) -> Iterator[str]:
     if endpoint_url:
         yield endpoint_url
         return
-    from .servers import EmbeddedMoto
+    from .testing.servers import EmbeddedMoto
 
     with EmbeddedMoto() as server:
         yield server.endpoint_url
 
 
 def _client(endpoint_url: str) -> Any:
-    from .servers import local_client
+    from .testing.servers import local_client
 
     return local_client(endpoint_url, max_pool_connections=32)
 

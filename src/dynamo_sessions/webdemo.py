@@ -39,8 +39,8 @@ from .errors import TableNotFound
 from .flask import DynamoSessionInterface, init_app
 from .handler import SessionHandler
 from .metrics import Metrics, OperationMetrics
-from .servers import LOOPBACK, EmbeddedMoto, local_client
 from .store import create_store
+from .testing.servers import LOOPBACK, EmbeddedMoto, local_client
 
 DEMO_TABLE = "dynamo-sessions-demo"
 ENV_ENDPOINT = "DYNAMO_SESSIONS_DEMO_ENDPOINT_URL"
