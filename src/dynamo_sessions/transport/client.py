@@ -13,9 +13,12 @@ mode and attempts wherever it is made - the ones of its ``SessionConfig``:
   credential chain).  Against a loopback endpoint (DynamoDB Local, moto) with no region
   configured anywhere, ``us-east-1`` is used: such servers accept any region.
 
-Keyword ``overrides`` are either options of botocore's ``Config`` (``max_pool_connections``,
-``read_timeout``, ``retries``, ...), which replace the configured ones, or arguments of
-``session.client`` (``aws_access_key_id``, ``endpoint_url``, ``region_name``, ...).
+``session`` is the boto3 ``Session`` to build on: by default boto3's default session (whose
+service models and credentials are loaded once per process, as ``boto3.client`` does), or a
+new one of ``profile_name``.  Keyword ``overrides`` are either options of botocore's
+``Config`` (``max_pool_connections``, ``read_timeout``, ``retries``, ...), which replace the
+configured ones, or arguments of ``session.client`` (``aws_access_key_id``, ``endpoint_url``,
+``region_name``, ...).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ def botocore_config(config: SessionConfig, **overrides: Any) -> Any:
     return Config(**options)
 
 
-def build_client(config: SessionConfig, **overrides: Any) -> Any:
+def build_client(config: SessionConfig, session: Any = None, **overrides: Any) -> Any:
     """A low-level boto3 DynamoDB client with ``config``'s endpoint, region, profile, timeouts
     and botocore retries (see the module's docstring for ``overrides``)."""
     import boto3
@@ -70,9 +73,9 @@ def build_client(config: SessionConfig, **overrides: Any) -> Any:
     kwargs["config"] = botocore_config(config, **config_overrides)
     # boto3's default session (its loaders cached, as boto3.client uses) unless a profile is
     # named
-    if config.profile_name:
-        session: Any = boto3.Session(profile_name=config.profile_name)
-    else:
+    if session is None and config.profile_name:
+        session = boto3.Session(profile_name=config.profile_name)
+    elif session is None:
         if boto3.DEFAULT_SESSION is None:
             boto3.setup_default_session()
         session = boto3.DEFAULT_SESSION
