@@ -8,6 +8,7 @@ import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,3 +87,50 @@ def test_the_package_declares_the_entry_point() -> None:
     tomllib = pytest.importorskip("tomllib")
     project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
     assert project["project"]["entry-points"]["pytest11"] == {PLUGIN: PLUGIN}
+
+
+def _imports_of_testing(tree: Any, package: str) -> list[tuple[int, bool]]:
+    """(line, inside a function) of every import of ``dynamo_sessions.testing`` in a module of
+    ``package``."""
+    import ast
+
+    found: list[tuple[int, bool]] = []
+
+    def visit(node: Any, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            nested = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            names: list[str] = []
+            if isinstance(child, ast.Import):
+                names = [alias.name for alias in child.names]
+            elif isinstance(child, ast.ImportFrom):
+                base = package.rsplit(".", child.level - 1)[0] if child.level else ""
+                module = ".".join(part for part in (base, child.module or "") if part)
+                names = [module] + [f"{module}.{alias.name}" for alias in child.names]
+            if any(name.startswith("dynamo_sessions.testing") for name in names):
+                found.append((child.lineno, in_function))
+            visit(child, nested)
+
+    visit(tree, False)
+    return found
+
+
+def test_nothing_at_runtime_imports_the_test_servers() -> None:
+    """Only the demo imports ``dynamo_sessions.testing``, and only inside the functions that
+    start a local server."""
+    import ast
+
+    import dynamo_sessions
+
+    root = Path(dynamo_sessions.__file__).parent
+    seen = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        if parts[0] == "testing":
+            continue
+        package = ".".join(("dynamo_sessions", *parts[:-1]))
+        found = _imports_of_testing(ast.parse(path.read_text("utf-8")), package)
+        if found:
+            seen[str(path.relative_to(root))] = found
+    assert set(seen) <= {"demo/workload.py", "demo/web.py"}, seen
+    assert all(inside for found in seen.values() for _, inside in found), seen
+    assert seen, "the scan found not even the demo's import: it is broken"
