@@ -64,7 +64,8 @@ def served(dynamodb_local: DynamoDBLocal) -> Iterator[dict[str, Any]]:
     SessionHandler(store_config("optimistic", table), client).create_table()
     port = free_port()
     env = {**os.environ, "E2E_ENDPOINT_URL": dynamodb_local.endpoint_url, "E2E_TABLE": table,
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT),
+                                          os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
          "--threads", "4", "--worker-class", "gthread", "--timeout", "60",
