@@ -595,6 +595,30 @@ def test_demo_runs_and_prints_json(capsys: pytest.CaptureFixture[str],
     assert [row["mode"] for row in json.loads(out)] == ["none", "optimistic"]
 
 
+def test_the_config_files_options_reach_the_demos_stores(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        moto_endpoint: str) -> None:
+    from dynamo_sessions.demo import workload
+
+    path = tmp_path / "ops.json"
+    path.write_text(json.dumps({"max_write_retries": 3, "read_timeout_seconds": 11.0,
+                                "demo": {"locking": ["optimistic"]}}))
+    seen: list[Any] = []
+    run_mode = workload.run_mode
+
+    def recorded(client: Any, mode: str, *args: Any) -> Any:
+        seen.append((client.meta.config.read_timeout, mode, args[-1]))
+        return run_mode(client, mode, *args)
+
+    monkeypatch.setattr(workload, "run_mode", recorded)
+    code, _, _ = run(capsys, "demo", "--users", "1", "--requests", "1", "--tabs", "0",
+                     "--config", str(path), "--endpoint-url", moto_endpoint)
+    assert code == 0
+    ((read_timeout, mode, base),) = seen
+    assert (read_timeout, mode) == (11.0, "optimistic")
+    assert (base.max_write_retries, base.read_timeout_seconds) == (3, 11.0)
+
+
 def test_demo_serve_without_the_web_demo(capsys: pytest.CaptureFixture[str],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "dynamo_sessions.demo.web", None)  # import fails

@@ -228,16 +228,17 @@ def run_demo(settings: Settings) -> int:
         except (ImportError, AttributeError) as exc:
             _err(f"demo --serve needs Flask and gunicorn ({exc}): {SERVER_EXTRA}")
             return EXIT_FAILED
+        wait = settings.max_lock_wait_seconds  # unset: the served demo's own (2 s)
         code: int = serve(settings.endpoint_url, host=settings.host, port=settings.port,
                           workers=settings.workers, threads=settings.threads,
                           locking=modes[0] if modes else "optimistic",
-                          max_lock_wait_seconds=settings.max_lock_wait_seconds)
+                          **({} if wait is None else {"max_lock_wait_seconds": wait}))
         return code
     from ..demo import workload
 
     modes = modes or LOCKING_MODES
     rows = workload.run(settings.endpoint_url, settings.users, settings.requests, settings.tabs,
-                    modes)
+                        modes, session_config(settings))
     if settings.json:
         _out(json.dumps(rows, indent=2))
     else:
@@ -334,9 +335,10 @@ COMMANDS: dict[str, Command] = {
          Option("--port", int, 8000, "--serve: port", minimum=0, maximum=65535),
          Option("--workers", int, 2, "--serve: worker processes", minimum=1),
          Option("--threads", int, 4, "--serve: threads per worker", minimum=1),
-         Option("--max-lock-wait-seconds", float, 2.0,
-                "--serve: longest a request waits for a session lock before its 503 (the "
-                "library's default is 10; 2 shows 503s in a short run)", minimum=0)),
+         Option("--max-lock-wait-seconds", float, None,
+                "longest a request waits for a session lock before its 503 (default: 2 with "
+                "--serve, which shows 503s in a short run; the library's 10 otherwise)",
+                minimum=0)),
         run_demo,
     ),
 }

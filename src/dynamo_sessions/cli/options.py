@@ -297,10 +297,11 @@ def resolve(command: str, given: Mapping[str, Any], options: Sequence[Option],
 
 def session_config(settings: Settings) -> SessionConfig:
     """The ``SessionConfig`` of every session option the command resolved (flag, environment,
-    config file or default; an option left unset keeps ``SessionConfig``'s default).  The
-    demo's repeatable ``--locking`` builds one per mode itself."""
-    options = {name: value for name, value in settings.values.items()
-               if name in SESSION_OPTIONS and value is not None}
+    config file or default; an option left unset keeps ``SessionConfig``'s default).  A
+    repeatable option (the demo's ``--locking``) is left to the command: it builds one config
+    per value."""
+    options = {name: value for name, value in settings.values.items()  # a list: the demo's
+               if name in SESSION_OPTIONS and value is not None and not isinstance(value, list)}
     if settings.values.get("profile"):
         options["profile_name"] = settings.values["profile"]
     return SessionConfig.from_options(options)

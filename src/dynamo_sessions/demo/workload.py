@@ -71,10 +71,12 @@ def _request(handler: SessionHandler, session_id: str, key: str,
         latencies.append(time.perf_counter() - start)
 
 
-def run_mode(client: Any, mode: str, users: int, requests: int, tabs: int) -> dict[str, Any]:
-    """Run the workload with ``locking=mode`` on a fresh table; return the row of figures."""
-    config = SessionConfig(table_name=f"demo-{mode}-{new_session_id()[:8]}", locking=mode,
-                           max_lock_wait_seconds=10.0)
+def run_mode(client: Any, mode: str, users: int, requests: int, tabs: int,
+             base: SessionConfig | None = None) -> dict[str, Any]:
+    """Run the workload with ``locking=mode`` on a fresh table; return the row of figures.
+    The store's other options are ``base``'s (the command line's)."""
+    config = (base or SessionConfig()).replace(
+        table_name=f"demo-{mode}-{new_session_id()[:8]}", locking=mode, client=None)
     handler = SessionHandler(config, client)
     handler.create_table()
     handler.metrics.reset()
@@ -142,8 +144,10 @@ def _cell(value: Any) -> str:
 
 
 def run(endpoint_url: str | None = None, users: int = 8, requests: int = 20, tabs: int = 8,
-        modes: tuple[str, ...] = LOCKING_MODES) -> list[dict[str, Any]]:
-    """Run every mode against ``endpoint_url`` (a local moto server when None)."""
+        modes: tuple[str, ...] = LOCKING_MODES,
+        config: SessionConfig | None = None) -> list[dict[str, Any]]:
+    """Run every mode against ``endpoint_url`` (a local moto server when None); the stores'
+    and the client's other options are ``config``'s."""
     with _endpoint(endpoint_url) as url:
-        client = demo_client(url)
-        return [run_mode(client, mode, users, requests, tabs) for mode in modes]
+        client = demo_client(url, config)
+        return [run_mode(client, mode, users, requests, tabs, config) for mode in modes]
