@@ -134,3 +134,30 @@ def test_nothing_at_runtime_imports_the_test_servers() -> None:
     assert set(seen) <= {"demo/workload.py", "demo/web.py"}, seen
     assert all(inside for found in seen.values() for _, inside in found), seen
     assert seen, "the scan found not even the demo's import: it is broken"
+
+
+def test_every_error_class_is_in_the_librarys_tree() -> None:
+    """Every public exception class the package defines derives from ``DynamoSessionsError``
+    (the test servers', the command line's included) - but ``GcInterrupted``, a
+    KeyboardInterrupt so that Ctrl-C keeps its meaning.  Private ones (``_Stopped``) never leave
+    their module."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import dynamo_sessions
+    from dynamo_sessions.errors import DynamoSessionsError
+
+    outside = set()
+    for module in pkgutil.walk_packages(dynamo_sessions.__path__, "dynamo_sessions."):
+        if module.name in ("dynamo_sessions.__main__",  # runs the command line
+                           "dynamo_sessions.django"):  # needs Django's settings configured
+            continue
+        loaded = importlib.import_module(module.name)
+        for name, value in vars(loaded).items():
+            if (inspect.isclass(value) and issubclass(value, BaseException)
+                    and not name.startswith("_")
+                    and value.__module__.startswith("dynamo_sessions")
+                    and not issubclass(value, DynamoSessionsError)):
+                outside.add(f"{value.__module__}.{name}")
+    assert outside == {"dynamo_sessions.ops.gc.GcInterrupted"}

@@ -67,12 +67,12 @@ def create_sessions_table(client: Any, name: str) -> None:
 
 def drop_table(client: Any, name: str) -> None:
     """Delete a test's table; one already gone (the test deleted it) is fine."""
-    from botocore.exceptions import ClientError
+    from ..transport.translate import NOT_FOUND, error_code
 
     try:
         client.delete_table(TableName=name)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+    except Exception as exc:
+        if error_code(exc) != NOT_FOUND:
             raise
 
 

