@@ -51,7 +51,7 @@ from .commands import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     Command,
-    _err,
+    say_error,
 )
 from .options import COMMON, CONFIG_ENV, SESSION_OPTIONS, Settings, resolve, session_config
 
@@ -76,7 +76,6 @@ ACCESS_CODES = frozenset({
     "ExpiredTokenException", "MissingAuthenticationTokenException",
     "IncompleteSignatureException",
 })
-
 
 
 def make_client(settings: Settings, **overrides: Any) -> Any:
@@ -128,15 +127,15 @@ def _unavailable(cause: BaseException | None, settings: Settings) -> int:
     """The message and exit code of a call botocore gave up on (``cause``: its last error)."""
     code = error_code(cause) if cause is not None else ""
     if code in THROTTLING_CODES:
-        _err(f"throttled by DynamoDB ({code}) after botocore's retries: spread the work - "
+        say_error(f"throttled by DynamoDB ({code}) after botocore's retries: spread the work - "
              "gc --max-wcu-per-second N / --gc-operation-delay-seconds S, run off-peak, or "
              "raise the table's capacity")
         return EXIT_THROTTLED
     if isinstance(cause, (ConnectionError, HTTPClientError)):
-        _err(f"cannot reach DynamoDB{_where(settings)}: {cause}. Check --endpoint-url (is "
+        say_error(f"cannot reach DynamoDB{_where(settings)}: {cause}. Check --endpoint-url (is "
              "DynamoDB Local running?) and the network")
         return EXIT_UNREACHABLE
-    _err(f"DynamoDB kept failing{_where(settings)} past botocore's retries ({code or cause}): "
+    say_error(f"DynamoDB kept failing{_where(settings)} past botocore's retries ({code or cause}): "
          "try again later (--boto-max-attempts, --read-timeout-seconds set how hard it tries)")
     return EXIT_FAILED
 
@@ -153,57 +152,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = resolve(name, args, command.options,
                            {key: cmd.options for key, cmd in COMMANDS.items()})
     except OptionError as exc:
-        _err(f"error: {exc}")
+        say_error(f"error: {exc}")
         return EXIT_USAGE
     _setup_logging(settings)
     table_name = settings.table_name
     try:
         return command.run(settings)
     except TableNotFound:
-        _err(f"table {table_name!r} does not exist{_where(settings)}: create it with "
+        say_error(f"table {table_name!r} does not exist{_where(settings)}: create it with "
              f"`dynamo-sessions create-table --table-name {table_name}`")
         return EXIT_NO_TABLE
     except TableExists:
-        _err(f"table {table_name!r} already exists{_where(settings)}: see it with "
+        say_error(f"table {table_name!r} already exists{_where(settings)}: see it with "
              f"`dynamo-sessions describe --table-name {table_name}`")
         return EXIT_TABLE_EXISTS
     except (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError):
-        _err("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+        say_error("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
              "use --profile / AWS_PROFILE with a profile of ~/.aws/credentials (for DynamoDB "
              "Local any values will do)")
         return EXIT_CREDENTIALS
     except ProfileNotFound as exc:
-        _err(f"{exc}: check --profile / AWS_PROFILE against ~/.aws/config")
+        say_error(f"{exc}: check --profile / AWS_PROFILE against ~/.aws/config")
         return EXIT_CREDENTIALS
     except NoRegionError:
-        _err("no AWS region: give --region-name or set AWS_REGION (or a region in your "
+        say_error("no AWS region: give --region-name or set AWS_REGION (or a region in your "
              "profile)")
         return EXIT_CREDENTIALS
     except (ConfigError, ValueError) as exc:
-        _err(f"error: {exc}")
+        say_error(f"error: {exc}")
         return EXIT_USAGE
     except GcThrottled as exc:
-        _err(str(exc))
+        say_error(str(exc))
         return EXIT_THROTTLED
     except DynamoUnavailable as exc:  # botocore gave up (transport.translate)
         return _unavailable(exc.__cause__, settings)
     except (ConnectionError, HTTPClientError) as exc:
         return _unavailable(exc, settings)
     except WaiterError as exc:
-        _err(f"gave up waiting for table {table_name!r}: {exc}")
+        say_error(f"gave up waiting for table {table_name!r}: {exc}")
         return EXIT_FAILED
     except ClientError as exc:
         code = error_code(exc)
         message = exc.response.get("Error", {}).get("Message", str(exc))
         if code in ACCESS_CODES:
-            _err(f"DynamoDB rejected the credentials ({code}: {message}): check "
+            say_error(f"DynamoDB rejected the credentials ({code}: {message}): check "
                  "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --profile, and the IAM "
                  "policy")
             return EXIT_CREDENTIALS
-        _err(f"DynamoDB refused the request: {code}: {message}")
+        say_error(f"DynamoDB refused the request: {code}: {message}")
         return EXIT_FAILED
     except KeyboardInterrupt:
-        _err("interrupted")
+        say_error("interrupted")
         return EXIT_INTERRUPTED
 
 

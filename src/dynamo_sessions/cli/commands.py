@@ -44,11 +44,11 @@ class Command:
     run: Callable[[Settings], int]
 
 
-def _out(text: str = "") -> None:
+def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def _err(text: str) -> None:
+def say_error(text: str) -> None:
     print(f"dynamo-sessions: {text}", file=sys.stderr, flush=True)
 
 
@@ -90,16 +90,16 @@ def _ttl(description: dict[str, Any]) -> str:
 
 def run_create_table(settings: Settings) -> int:
     if (settings.read_capacity is None) != (settings.write_capacity is None):
-        _err("give both --read-capacity and --write-capacity (provisioned), or neither "
+        say_error("give both --read-capacity and --write-capacity (provisioned), or neither "
              "(on demand)")
         return EXIT_USAGE
     client = make_client(settings)
     description = table.create_table(client, session_config(settings), settings.read_capacity,
                                      settings.write_capacity)
     if settings.json:
-        _out(json.dumps(description, indent=2))
+        say(json.dumps(description, indent=2))
     else:
-        _out(f"created table {description['table_name']}: {description['status']}, "
+        say(f"created table {description['table_name']}: {description['status']}, "
              f"{_billing(description)}, TTL {_ttl(description)}")
     return EXIT_OK
 
@@ -114,22 +114,22 @@ def run_delete_table(settings: Settings) -> int:
     name = settings.table_name
     if not settings.yes:
         if not sys.stdin.isatty():
-            _err(f"refusing to delete table {name!r} without --yes (stdin is not a terminal)")
+            say_error(f"refusing to delete table {name!r} without --yes (stdin is not a terminal)")
             return EXIT_USAGE
         answer = _confirm(f"Delete table {name!r} and every session in it? "
                           f"Type the table name to confirm: ")
         if answer != name:
-            _err(f"not deleted: confirmation {answer!r} does not match {name!r}")
+            say_error(f"not deleted: confirmation {answer!r} does not match {name!r}")
             return EXIT_FAILED
     table.delete_table(make_client(settings), session_config(settings))
-    _out(f"deleted table {name}")
+    say(f"deleted table {name}")
     return EXIT_OK
 
 
 def run_describe(settings: Settings) -> int:
     description = table.describe_table(make_client(settings), session_config(settings))
     if settings.json:
-        _out(json.dumps(description, indent=2))
+        say(json.dumps(description, indent=2))
         return EXIT_OK
     rows = [
         ("table", description["table_name"]),
@@ -141,7 +141,7 @@ def run_describe(settings: Settings) -> int:
         ("size", f"{description['size_bytes']:,} bytes"),
     ]
     for label, value in rows:
-        _out(f"{label:<9} {value}")
+        say(f"{label:<9} {value}")
     return EXIT_OK
 
 
@@ -173,8 +173,8 @@ def run_gc(settings: Settings) -> int:
         if bar is not None:
             bar.update(exc.result, force=True)
             bar.finish()
-        _err(f"gc interrupted: {exc.result.summary()}")
-        _err("nothing unexpired was deleted; run the same gc again to finish")
+        say_error(f"gc interrupted: {exc.result.summary()}")
+        say_error("nothing unexpired was deleted; run the same gc again to finish")
         return EXIT_INTERRUPTED
     except BaseException:
         if bar is not None:
@@ -184,9 +184,9 @@ def run_gc(settings: Settings) -> int:
         bar.update(result, force=True, done=True)
         bar.finish()
     if settings.json:
-        _out(json.dumps(dataclasses.asdict(result), indent=2))
+        say(json.dumps(dataclasses.asdict(result), indent=2))
     else:
-        _out(f"gc {settings.table_name}: {result.summary()}")
+        say(f"gc {settings.table_name}: {result.summary()}")
     return EXIT_OK
 
 
@@ -205,7 +205,7 @@ def run_stats(settings: Settings) -> int:
     stats = table_stats(client, config, settings.sample_size, settings.changed_share,
                         consistent_read=config.consistent_read,
                         description=description)
-    _out(json.dumps(stats, indent=2) if settings.json else format_stats(stats))
+    say(json.dumps(stats, indent=2) if settings.json else format_stats(stats))
     return EXIT_OK
 
 
@@ -219,14 +219,14 @@ def run_demo(settings: Settings) -> int:
     modes = tuple(dict.fromkeys(settings.locking or ()))
     if settings.serve:
         if len(modes) > 1:
-            _err("demo --serve runs one locking mode: give --locking once")
+            say_error("demo --serve runs one locking mode: give --locking once")
             return EXIT_USAGE
         try:  # imported only here: the web demo needs Flask and gunicorn
             if importlib.util.find_spec("gunicorn") is None:
                 raise ImportError("No module named 'gunicorn'")
             serve = importlib.import_module("dynamo_sessions.demo.web").serve
         except (ImportError, AttributeError) as exc:
-            _err(f"demo --serve needs Flask and gunicorn ({exc}): {SERVER_EXTRA}")
+            say_error(f"demo --serve needs Flask and gunicorn ({exc}): {SERVER_EXTRA}")
             return EXIT_FAILED
         wait = settings.max_lock_wait_seconds  # unset: the served demo's own (2 s)
         code: int = serve(settings.endpoint_url, host=settings.host, port=settings.port,
@@ -240,9 +240,9 @@ def run_demo(settings: Settings) -> int:
     rows = workload.run(settings.endpoint_url, settings.users, settings.requests, settings.tabs,
                         modes, session_config(settings))
     if settings.json:
-        _out(json.dumps(rows, indent=2))
+        say(json.dumps(rows, indent=2))
     else:
-        _out(workload.format_table(rows))  # the table ends with its legend
+        say(workload.format_table(rows))  # the table ends with its legend
     return EXIT_OK
 
 

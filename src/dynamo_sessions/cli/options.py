@@ -21,6 +21,7 @@ import importlib
 import json
 import os
 import sys
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -163,23 +164,31 @@ COMMON = (
 )
 
 SESSION_OPTIONS = frozenset(SessionConfig.option_names())
-NOT_IN_FILES = frozenset({"client", "on_operation", "profile_name"})
-"""``SessionConfig`` options no file can hold (a client object, a callable), and the one spelt
-differently: ``profile`` (as the AWS CLI's ``--profile``) is ``profile_name``."""
+FILE_KINDS = (bool, int, float, str)
+"""The types a config file can hold; an option of another type (``client``, ``on_operation``)
+is no key of the file."""
 
 
-def _file_option(field: dataclasses.Field[Any]) -> Option:
-    kind = type(field.default)
-    return Option("--" + field.name.replace("_", "-"), kind, None,
-                  f"SessionConfig.{field.name} (config file only)")
+def _file_kind(annotation: Any) -> type | None:
+    """``int`` for ``int``, ``str`` for ``str | None``; ``None`` for what no file holds."""
+    kinds = [kind for kind in (typing.get_args(annotation) or (annotation,))
+             if kind is not type(None)]
+    return kinds[0] if len(kinds) == 1 and kinds[0] in FILE_KINDS else None
 
 
-FILE_ONLY = tuple(_file_option(field) for field in dataclasses.fields(SessionConfig)
-                  if field.name not in NOT_IN_FILES
-                  and field.name not in {option.dest for option in COMMON})
-"""Every other ``SessionConfig`` option, as a top-level key of the config file (a command's
-own flag of the same name, where it has one, takes precedence).  Its type is its default's;
-the ranges and choices are ``SessionConfig``'s own checks."""
+def _file_options() -> tuple[Option, ...]:
+    hints = typing.get_type_hints(SessionConfig)
+    common = {option.dest for option in COMMON} | {"profile_name"}  # --profile
+    return tuple(Option("--" + name.replace("_", "-"), kind, None,
+                        f"SessionConfig.{name} (config file only)")
+                 for name in SessionConfig.option_names()
+                 if name not in common and (kind := _file_kind(hints[name])) is not None)
+
+
+FILE_ONLY = _file_options()
+"""Every other ``SessionConfig`` option a file can hold, as a top-level key of the config file
+(a command's own flag of the same name, where it has one, takes precedence).  The ranges and
+choices are ``SessionConfig``'s own checks."""
 
 
 @dataclasses.dataclass
