@@ -40,7 +40,7 @@ from botocore.awsrequest import AWSResponse
 from conftest import typical_session
 from dynamo_sessions import SessionConfig, create_store
 from dynamo_sessions.flask import DynamoSessionInterface
-from dynamo_sessions.servers import local_client
+from dynamo_sessions.testing.servers import local_client
 
 OURS_TABLE = "bench-ours"
 THEIRS_TABLE = "bench-theirs"

@@ -38,7 +38,11 @@ from botocore.awsrequest import AWSResponse
 from conftest import typical_session
 from dynamo_sessions import SessionConfig, SessionHandler, item_size, read_units, write_units
 from dynamo_sessions import _core as chosen_core
-from dynamo_sessions.servers import DynamoDBLocal, DynamoDBLocalUnavailable, local_client
+from dynamo_sessions.testing.servers import (
+    DynamoDBLocal,
+    DynamoDBLocalUnavailable,
+    local_client,
+)
 
 TABLE = "bench-sessions"
 SESSION_ID = "bench-session-id-0123456789abcdefghijklmnop"

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import importlib
 import os
-import uuid
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from dynamo_sessions.servers import (
-    DynamoDBLocal,
-    DynamoDBLocalUnavailable,
-    EmbeddedMoto,
-    local_client,
-)
+from dynamo_sessions.testing.servers import DynamoDBLocal
+
+# the fixtures users get from the installed package (entry point pytest11); named here too so
+# that the suite also runs from a checkout whose installed metadata predates the plugin
+pytest_plugins = ["dynamo_sessions.testing.plugin"]
 
 
 def _flag(name: str) -> bool:
@@ -54,26 +52,9 @@ def core(request: pytest.FixtureRequest) -> ModuleType:
 
 # --- servers ----------------------------------------------------------------------------------
 
-
-@pytest.fixture(scope="session")
-def dynamodb_local() -> Iterator[DynamoDBLocal]:
-    """Amazon's DynamoDB Local on a free loopback port, for the whole test session."""
-    server = DynamoDBLocal()
-    try:
-        server.start()
-    except (DynamoDBLocalUnavailable, OSError) as exc:
-        if REQUIRE_DYNAMODB_LOCAL:
-            pytest.fail(f"DynamoDB Local is required here but did not start: {exc}")
-        pytest.skip(f"DynamoDB Local unavailable: {exc}")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[EmbeddedMoto]:
-    """moto's server (the HTTP path) on a free loopback port, for the whole test session."""
-    with EmbeddedMoto() as server:
-        yield server
+# DynamoDB Local and moto (``dynamodb_local``, ``moto_server``, ``moto_client``,
+# ``moto_server_client``, ...) come from the plugin, dynamo_sessions.testing.plugin; the names
+# below are this suite's older spellings of its fixtures.
 
 
 @pytest.fixture
@@ -86,27 +67,13 @@ def fault_proxy(dynamodb_local: DynamoDBLocal) -> Iterator[Any]:
 
 
 @pytest.fixture
-def ddb_local_client(dynamodb_local: DynamoDBLocal) -> Any:
-    return local_client(dynamodb_local.endpoint_url)
+def ddb_local_client(dynamodb_local_client: Any) -> Any:
+    return dynamodb_local_client
 
 
 @pytest.fixture
-def moto_server_client(moto_server: EmbeddedMoto) -> Any:
-    return local_client(moto_server.endpoint_url)
-
-
-@pytest.fixture
-def moto_client() -> Iterator[Any]:
-    """A client on moto's in-process backend (``mock_aws``): fast, no sockets."""
-    from moto import mock_aws
-
-    with mock_aws():
-        yield local_client(None)  # mock_aws answers in-process: nothing is sent
-
-
-@pytest.fixture
-def table_name() -> str:
-    return f"sessions-{uuid.uuid4().hex[:12]}"
+def table_name(sessions_table_name: str) -> str:
+    return sessions_table_name
 
 
 @pytest.fixture
@@ -118,10 +85,6 @@ def local_table(ddb_local_client: Any, table_name: str) -> str:
 
 def make_table(client: Any, name: str) -> None:
     """A bare sessions table (hash key ``id``, on demand) for tests below the handler."""
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2})
+    from dynamo_sessions.testing.plugin import create_sessions_table
+
+    create_sessions_table(client, name)

@@ -18,7 +18,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from dynamo_sessions import SessionConfig, create_store
 from dynamo_sessions.flask import DynamoSessionInterface, init_app
-from dynamo_sessions.servers import local_client
+from dynamo_sessions.testing.servers import local_client
 from dynamo_sessions.web import ENVIRON_KEY
 from dynamo_sessions.wsgi import SessionMiddleware
 

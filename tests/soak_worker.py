@@ -21,8 +21,8 @@ from typing import Any
 
 from dynamo_sessions import SessionConfig
 from dynamo_sessions.errors import DynamoSessionsError
-from dynamo_sessions.servers import local_client
 from dynamo_sessions.store import create_store
+from dynamo_sessions.testing.servers import local_client
 from dynamo_sessions.web import LazySession
 
 

@@ -28,8 +28,13 @@ import pytest
 from werkzeug.test import Client
 
 from dynamo_sessions import SessionConfig, SessionHandler, create_store
-from dynamo_sessions.servers import DynamoDBLocal, EmbeddedMoto, free_port, local_client
-from dynamo_sessions.webdemo import COST_HEADER, DEMO_TABLE, create_demo
+from dynamo_sessions.demo.web import COST_HEADER, DEMO_TABLE, create_demo
+from dynamo_sessions.testing.servers import (
+    DynamoDBLocal,
+    EmbeddedMoto,
+    free_port,
+    local_client,
+)
 
 from .conftest import _flag
 from .test_e2e_gunicorn import ROOT, stop, wait_until_ready

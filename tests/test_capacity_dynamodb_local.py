@@ -59,7 +59,7 @@ BOUNDARY_SIZES = [100, 1023, 1024, 1025, 2048, 2049, 4095, 4096, 4097, 8192, 819
 
 @pytest.fixture(scope="module")
 def capacity_table(dynamodb_local: Any) -> tuple[Any, str]:
-    from dynamo_sessions.servers import local_client
+    from dynamo_sessions.testing.servers import local_client
 
     client = local_client(dynamodb_local.endpoint_url)
     name = f"capacity-agreement-{next(_keys)}"  # pytest may set this fixture up once per core

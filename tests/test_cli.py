@@ -21,7 +21,7 @@ import pytest
 
 from dynamo_sessions import _core, cli
 from dynamo_sessions.cli_config import COMMON, OptionError, resolve
-from dynamo_sessions.servers import free_port, local_client
+from dynamo_sessions.testing.servers import free_port, local_client
 
 from .handler_support import Faults
 
@@ -243,10 +243,83 @@ def test_every_session_option_of_the_config_file_reaches_the_store(
     path.write_text(json.dumps({**common, command: own}))
     settings = resolve(command, {"config": str(path)}, options,
                        {name: c.options for name, c in cli.COMMANDS.items()}, {})
-    config = cli._session_config(settings)
+    config = cli.session_config(settings)
     for dest, value in {**common, **own}.items():
         assert getattr(config, dest) == value, dest
     assert {"table_name", "endpoint_url", "region_name"} <= set(common)
+
+
+_OTHER_TEXT = {"locking": "optimistic", "lock_retry_mode": "uniform", "gc_mode": "batch",
+               "hash_key": "pk"}
+
+
+@pytest.mark.parametrize("command", list(cli.COMMANDS))
+def test_every_session_option_may_be_set_in_the_config_file(tmp_path: Path,
+                                                             command: str) -> None:
+    """Every SessionConfig option a file can hold (all but the client and the callback) is a
+    top-level key of the config file, and reaches the command's SessionConfig."""
+    from dynamo_sessions import SessionConfig
+    from dynamo_sessions.cli.options import FILE_ONLY
+
+    defaults = SessionConfig()
+    values: dict[str, Any] = {}
+    for option in FILE_ONLY:
+        default = getattr(defaults, option.dest)
+        values[option.dest] = (not default if isinstance(default, bool)
+                               else _OTHER_TEXT[option.dest] if isinstance(default, str)
+                               else default + 1)
+    values.update(expiry_refresh_fraction=0.75, gc_batch_size=10)  # inside their ranges
+    path = tmp_path / "ops.json"
+    path.write_text(json.dumps(values))
+    options = cli.COMMANDS[command].options
+    settings = resolve(command, {"config": str(path)}, options,
+                       {name: c.options for name, c in cli.COMMANDS.items()}, {})
+    config = cli.session_config(settings)
+    declared = {option.dest: option for option in options}
+    for name, value in values.items():
+        if name in declared and settings.sources[name] != "default":
+            continue
+        assert getattr(config, name) == value, name
+    assert set(values) | {o.dest for o in COMMON} >= set(SessionConfig.option_names()) - {
+        "client", "on_operation", "profile_name"}
+
+
+def test_options_of_the_config_file_reach_the_gc_and_its_client(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        moto_endpoint: str, table_name: str) -> None:
+    """The store options, the client's timeouts and retries, set in the config file, are those
+    of the collector and of the client the command builds (not only table_name and
+    hash_key)."""
+    from dynamo_sessions.ops import gc
+
+    path = tmp_path / "ops.toml"
+    path.write_text(f'table_name = "{table_name}"\nendpoint_url = "{moto_endpoint}"\n'
+                    "lock_lease_seconds = 3.5\nclock_skew_warning_seconds = 9\n"
+                    "read_timeout_seconds = 12.5\nconnect_timeout_seconds = 1.5\n"
+                    'boto_max_attempts = 2\nboto_retry_mode = "adaptive"\n'
+                    '[gc]\ngc_mode = "batch"\n')
+    assert run(capsys, "create-table", "--config", str(path))[0] == 0
+    made, seen = cli.make_client, []
+    collected = gc.GarbageCollector.run
+
+    def client(*args: Any, **kwargs: Any) -> Any:
+        seen.append(made(*args, **kwargs))
+        return seen[-1]
+
+    def run_gc(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(self.config)
+        return collected(self, *args, **kwargs)
+
+    monkeypatch.setattr(cli, "make_client", client)
+    monkeypatch.setattr(gc.GarbageCollector, "run", run_gc)
+    assert run(capsys, "gc", "--config", str(path))[0] == 0
+    made_client, config = seen
+    assert (config.table_name, config.gc_mode, config.lock_lease_seconds,
+            config.clock_skew_warning_seconds) == (table_name, "batch", 3.5, 9.0)
+    botocore_config = made_client.meta.config
+    assert (botocore_config.read_timeout, botocore_config.connect_timeout) == (12.5, 1.5)
+    assert botocore_config.retries == {"mode": "adaptive", "total_max_attempts": 2}
+    assert made_client.meta.endpoint_url == moto_endpoint
 
 
 def test_gc_takes_its_mode_and_segments_from_the_config_file(
@@ -433,7 +506,7 @@ def test_throttled(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monke
 def test_gc_progress_bar_then_ctrl_c_then_rerun(capsys: pytest.CaptureFixture[str],
                                                monkeypatch: pytest.MonkeyPatch, endpoint: str,
                                                table_name: str) -> None:
-    from dynamo_sessions import progress
+    from dynamo_sessions.cli import progress
 
     common = ("--endpoint-url", endpoint, "--table-name", table_name)
     assert run(capsys, "create-table", *common)[0] == 0
@@ -522,9 +595,33 @@ def test_demo_runs_and_prints_json(capsys: pytest.CaptureFixture[str],
     assert [row["mode"] for row in json.loads(out)] == ["none", "optimistic"]
 
 
+def test_the_config_files_options_reach_the_demos_stores(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        moto_endpoint: str) -> None:
+    from dynamo_sessions.demo import workload
+
+    path = tmp_path / "ops.json"
+    path.write_text(json.dumps({"max_write_retries": 3, "read_timeout_seconds": 11.0,
+                                "demo": {"locking": ["optimistic"]}}))
+    seen: list[Any] = []
+    run_mode = workload.run_mode
+
+    def recorded(client: Any, mode: str, *args: Any) -> Any:
+        seen.append((client.meta.config.read_timeout, mode, args[-1]))
+        return run_mode(client, mode, *args)
+
+    monkeypatch.setattr(workload, "run_mode", recorded)
+    code, _, _ = run(capsys, "demo", "--users", "1", "--requests", "1", "--tabs", "0",
+                     "--config", str(path), "--endpoint-url", moto_endpoint)
+    assert code == 0
+    ((read_timeout, mode, base),) = seen
+    assert (read_timeout, mode) == (11.0, "optimistic")
+    assert (base.max_write_retries, base.read_timeout_seconds) == (3, 11.0)
+
+
 def test_demo_serve_without_the_web_demo(capsys: pytest.CaptureFixture[str],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "dynamo_sessions.webdemo", None)  # import fails
+    monkeypatch.setitem(sys.modules, "dynamo_sessions.demo.web", None)  # import fails
     code, _, err = run(capsys, "demo", "--serve")
     assert code == 1 and "dynamo-sessions[server]" in err and "Traceback" not in err
 
@@ -532,7 +629,7 @@ def test_demo_serve_without_the_web_demo(capsys: pytest.CaptureFixture[str],
 def test_demo_serve_passes_its_options(capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[Any, ...]] = []
-    module = types.ModuleType("dynamo_sessions.webdemo")
+    module = types.ModuleType("dynamo_sessions.demo.web")
 
     def serve(endpoint_url: str | None, host: str = "127.0.0.1", port: int = 8000,
               workers: int = 2, threads: int = 4, locking: str = "optimistic",
@@ -542,7 +639,7 @@ def test_demo_serve_passes_its_options(capsys: pytest.CaptureFixture[str],
         return 0
 
     module.serve = serve  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "dynamo_sessions.webdemo", module)
+    monkeypatch.setitem(sys.modules, "dynamo_sessions.demo.web", module)
     code, _, _ = run(capsys, "demo", "--serve", "--port", "8123", "--workers", "3",
                      "--threads", "2", "--locking", "pessimistic", "--max-lock-wait-seconds",
                      "0.5", "--endpoint-url", "http://127.0.0.1:9")
@@ -551,7 +648,7 @@ def test_demo_serve_passes_its_options(capsys: pytest.CaptureFixture[str],
 
 
 def test_progress_bar_counts_pending_deletes_as_not_done() -> None:
-    from dynamo_sessions.progress import GcProgress
+    from dynamo_sessions.cli.progress import GcProgress
     from dynamo_sessions.table import GcResult
 
     stream = io.StringIO()

@@ -166,7 +166,7 @@ def test_python_options_validated(name: str, value: Any) -> None:
 
 
 def test_replace_validates_and_keeps_the_client() -> None:
-    from dynamo_sessions.servers import local_client
+    from dynamo_sessions.testing.servers import local_client
 
     client = local_client("http://127.0.0.1:9")  # a real client (holds locks): shared, not copied
     config = SessionConfig(client=client).replace(locking="optimistic")

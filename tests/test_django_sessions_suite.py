@@ -23,7 +23,7 @@ django.setup()
 from django.test import SimpleTestCase, override_settings  # noqa: E402
 
 from dynamo_sessions import django as engine  # noqa: E402
-from dynamo_sessions.servers import DynamoDBLocal, local_client  # noqa: E402
+from dynamo_sessions.testing.servers import DynamoDBLocal, local_client  # noqa: E402
 
 from .conftest import make_table  # noqa: E402
 from .django_sessions_tests import tests as django_tests  # noqa: E402

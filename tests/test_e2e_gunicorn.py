@@ -19,8 +19,8 @@ import pytest
 import requests
 
 from dynamo_sessions import SessionHandler, create_store
-from dynamo_sessions.servers import DynamoDBLocal, free_port, local_client
 from dynamo_sessions.store import new_session_id
+from dynamo_sessions.testing.servers import DynamoDBLocal, free_port, local_client
 
 from .e2e_app import session_name, store_config
 
@@ -65,7 +65,8 @@ def served(dynamodb_local: DynamoDBLocal) -> Iterator[dict[str, Any]]:
     SessionHandler(store_config("optimistic", table), client).create_table()
     port = free_port()
     env = {**os.environ, "E2E_ENDPOINT_URL": dynamodb_local.endpoint_url, "E2E_TABLE": table,
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT),
+                                          os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
          "--threads", "4", "--worker-class", "gthread", "--timeout", "60",
@@ -219,7 +220,7 @@ def test_served_demo() -> None:
     """``webdemo.serve()`` in a subprocess: embedded moto, gunicorn, a counter; stops on SIGINT."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-c", "from dynamo_sessions.webdemo import serve; "
+        [sys.executable, "-c", "from dynamo_sessions.demo.web import serve; "
          f"raise SystemExit(serve(port={port}, workers=2, threads=2))"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )

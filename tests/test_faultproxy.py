@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 
-from dynamo_sessions.servers import local_client
+from dynamo_sessions.testing.servers import local_client
 
 from .conftest import make_table
 from .faultproxy import FaultProxy

@@ -25,7 +25,7 @@ from dynamo_sessions import (
     new_session_id,
 )
 from dynamo_sessions.config import make_client
-from dynamo_sessions.servers import EmbeddedMoto
+from dynamo_sessions.testing.servers import EmbeddedMoto
 
 from .conftest import make_table
 from .handler_support import Clock, FakeTimer, Faults, raw_item

@@ -249,7 +249,7 @@ def increments(handler: SessionHandler, sid: str, threads: int, count: int) -> l
 @pytest.mark.parametrize("mode", ["pessimistic", "optimistic"])
 def test_no_lost_update_under_contention(ddb_local_client: Any, table: str, mode: str) -> None:
     """8 threads x 50 increments of each thread's own key in one session: all 400 kept."""
-    from dynamo_sessions.servers import local_client
+    from dynamo_sessions.testing.servers import local_client
 
     client = local_client(ddb_local_client.meta.endpoint_url, max_pool_connections=THREADS)
     handler = make_handler(client, table, locking=mode)
@@ -267,7 +267,7 @@ def test_no_lost_update_under_contention(ddb_local_client: Any, table: str, mode
 
 
 def test_optimistic_merges_a_small_contended_run(ddb_local_client: Any, table: str) -> None:
-    from dynamo_sessions.servers import local_client
+    from dynamo_sessions.testing.servers import local_client
 
     client = local_client(ddb_local_client.meta.endpoint_url, max_pool_connections=4)
     handler = make_handler(client, table, locking="optimistic")

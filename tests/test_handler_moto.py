@@ -32,8 +32,8 @@ from dynamo_sessions import (
     encode_session,
     new_session_id,
 )
-from dynamo_sessions.servers import EmbeddedMoto, local_client
 from dynamo_sessions.store import is_valid_session_id, log_id
+from dynamo_sessions.testing.servers import EmbeddedMoto, local_client
 
 from .conftest import make_table
 from .handler_support import Clock, FakeTimer, Requests, raw_item

@@ -120,7 +120,7 @@ GENERATED = _generated_items()
 
 @pytest.fixture(scope="module")
 def size_table(dynamodb_local: Any) -> tuple[Any, str]:
-    from dynamo_sessions.servers import local_client
+    from dynamo_sessions.testing.servers import local_client
 
     client = local_client(dynamodb_local.endpoint_url)
     name = f"item-size-{next(_keys)}"

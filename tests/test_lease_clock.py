@@ -29,9 +29,9 @@ from botocore.exceptions import ReadTimeoutError
 from dynamo_sessions import LockTimeout, SessionConfig, new_session_id
 from dynamo_sessions.clock import UNCERTAINTY_BUDGET_SECONDS, ServerClock
 from dynamo_sessions.lease import RENEW_FRACTION, RENEWER, LeaseRenewer
-from dynamo_sessions.servers import local_client
 from dynamo_sessions.store import LOCK, LOCK_UNTIL_MS, SessionStore, create_store
 from dynamo_sessions.table import GarbageCollector
+from dynamo_sessions.testing.servers import local_client
 
 from .conftest import make_table
 from .handler_support import FakeTimer, raw_item
@@ -456,7 +456,7 @@ CHILD = textwrap.dedent("""
     from dynamo_sessions import SessionConfig
     from dynamo_sessions.clock import ServerClock
     from dynamo_sessions.lease import RENEWER
-    from dynamo_sessions.servers import local_client
+    from dynamo_sessions.testing.servers import local_client
     from dynamo_sessions.store import create_store
 
     url, table, sid, skew = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])

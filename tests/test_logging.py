@@ -26,9 +26,9 @@ from dynamo_sessions import (
     create_store,
     new_session_id,
 )
-from dynamo_sessions.servers import free_port, local_client
 from dynamo_sessions.store import log_id
 from dynamo_sessions.table import GarbageCollector, create_table
+from dynamo_sessions.testing.servers import free_port, local_client
 
 from .handler_support import Clock
 

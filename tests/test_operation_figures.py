@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from dynamo_sessions import OperationMetrics, SessionConfig, SessionHandler, new_session_id
-from dynamo_sessions.servers import local_client
 from dynamo_sessions.store import create_store
+from dynamo_sessions.testing.servers import local_client
 
 from .handler_support import run_threads
 from .test_handler_dynamodb_local import table as table  # the fixture

@@ -21,7 +21,7 @@ import pytest
 
 from dynamo_sessions import DynamoUnavailable, SessionConfig, SessionHandler, new_session_id
 from dynamo_sessions.config import make_client
-from dynamo_sessions.servers import local_client
+from dynamo_sessions.testing.servers import local_client
 
 from .conftest import make_table
 from .faultproxy import FaultProxy

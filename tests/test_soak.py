@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from dynamo_sessions import SessionConfig, _core
-from dynamo_sessions.servers import local_client
 from dynamo_sessions.store import create_store
+from dynamo_sessions.testing.servers import local_client
 
 from .conftest import make_table
 from .faultproxy import FaultProxy

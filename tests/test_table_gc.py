@@ -21,7 +21,6 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
 from dynamo_sessions import SessionConfig, TableNotFound
-from dynamo_sessions.servers import local_client
 from dynamo_sessions.table import (
     GarbageCollector,
     GcInterrupted,
@@ -32,6 +31,7 @@ from dynamo_sessions.table import (
     describe_table,
     enable_time_to_live,
 )
+from dynamo_sessions.testing.servers import local_client
 
 
 @dataclasses.dataclass

@@ -24,16 +24,25 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-ARTIFACTS = shutil.ignore_patterns(
+_IGNORED = shutil.ignore_patterns(
     ".git", "*.so", "*.pyd", "*.c", "*.egg-info", "__pycache__", "build", "dist", ".*_cache",
     ".hypothesis", ".benchmarks", "*.html", ".venv", "venv",
 )
+SHIPPED_HTML = Path("src/dynamo_sessions/demo/webdemo_tabs.html")
+
+
+def ARTIFACTS(directory: str, names: list[str]) -> set[str]:
+    """What the copy leaves out: build artifacts and stray HTML, not the demo's page."""
+    ignored: set[str] = _IGNORED(directory, names)
+    if Path(directory).resolve() == (REPO / SHIPPED_HTML).parent:
+        ignored.discard(SHIPPED_HTML.name)
+    return ignored
 
 CHECK = r"""
-import json, os, sys
+import importlib.metadata, json, os, sys
 import dynamo_sessions
 from dynamo_sessions import _core, SessionConfig, SessionHandler, new_session_id
-from dynamo_sessions.servers import local_client
+from dynamo_sessions.testing.servers import local_client
 from moto import mock_aws
 
 package = os.path.dirname(dynamo_sessions.__file__)
@@ -50,6 +59,9 @@ print(json.dumps({
     "py_typed": os.path.exists(os.path.join(package, "py.typed")),
     "compiled_files": sorted(f for f in os.listdir(package) if f.startswith("_core_c")),
     "round_trip": round_trip,
+    "demo_page": os.path.exists(os.path.join(package, "demo", "webdemo_tabs.html")),
+    "pytest_plugin": "dynamo_sessions.testing.plugin" in {
+        entry.value for entry in importlib.metadata.entry_points(group="pytest11")},
 }))
 """
 
@@ -128,6 +140,7 @@ def test_wheel_and_sdist_install_in_fresh_venvs(tmp_path: Path, dynamodb_local: 
     assert str(found["core_file"]).startswith(venv), found  # from the venv, not the checkout
     assert str(found["package"]).startswith(venv), found
     assert found["py_typed"] and found["round_trip"]
+    assert found["demo_page"] and found["pytest_plugin"]  # package data, entry point
     script = python.parent / ("dynamo-sessions.exe" if os.name == "nt" else "dynamo-sessions")
     assert "create-table" in _run([script, "--help"], cwd=outside)
     # the issue's check: create-table, gc and stats from the fresh install, on DynamoDB Local

@@ -62,7 +62,7 @@ def shared_moto_table() -> Iterator[tuple[Any, str]]:
     the tests themselves."""
     from moto import mock_aws
 
-    from dynamo_sessions.servers import local_client
+    from dynamo_sessions.testing.servers import local_client
 
     from .conftest import make_table
 

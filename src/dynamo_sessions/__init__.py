@@ -14,7 +14,7 @@ from ._core import (
     read_units,
     write_units,
 )
-from .config import SessionConfig, make_client
+from .config import SessionConfig
 from .errors import (
     ConfigError,
     CorruptSession,
@@ -36,8 +36,9 @@ from .errors import (
 )
 from .handler import SessionHandler
 from .metrics import Metrics, OperationMetrics
+from .ops.gc import GcInterrupted, GcResult
 from .store import LoadedSession, SessionStore, create_store, new_session_id
-from .table import GcInterrupted, GcResult
+from .transport.client import build_client as make_client
 
 __version__ = "0.1.0"
 

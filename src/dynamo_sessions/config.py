@@ -93,7 +93,13 @@ class SessionConfig:
     connect_timeout_seconds: float = 2.0
     read_timeout_seconds: float = 5.0
     endpoint_url: str | None = None
+    """DynamoDB endpoint (``http://127.0.0.1:8000`` for DynamoDB Local); ``None``: AWS's."""
     region_name: str | None = None
+    """AWS region; ``None``: the profile's or the environment's (``us-east-1`` for a loopback
+    endpoint when none is configured anywhere)."""
+    profile_name: str | None = None
+    """Profile of ``~/.aws/config`` the client takes its credentials (and region) from;
+    ``None``: boto3's default credential chain."""
     client: Any = None
     """A low-level boto3 DynamoDB client (PHP's ``dynamodb_client``); made from the options
     above when not given."""
@@ -108,6 +114,10 @@ class SessionConfig:
         for name in ("table_name", "hash_key"):
             need(isinstance(getattr(self, name), str) and bool(getattr(self, name)), name,
                  "must be a non-empty string")
+        for name in ("endpoint_url", "region_name", "profile_name"):
+            value = getattr(self, name)
+            need(value is None or (isinstance(value, str) and bool(value)), name,
+                 "must be a non-empty string or None")
         need(3 <= len(self.table_name) <= 255, "table_name", "must be 3..255 characters")
         for name in ("consistent_read", "automatic_gc", "delete_expired_on_read", "compress",
                      "hash_session_ids"):
@@ -258,26 +268,7 @@ def _php_locking(value: Any) -> str:
 
 
 def make_client(config: SessionConfig, **overrides: Any) -> Any:
-    """A low-level boto3 DynamoDB client with botocore's own retry mode and timeouts.
+    """``transport.client.build_client``, the one client builder (kept under this name)."""
+    from .transport.client import build_client
 
-    Throttling, 5xx and connection faults are retried by botocore (``boto_retry_mode``,
-    ``boto_max_attempts``), never by a home-made loop.
-    """
-    import boto3
-    from botocore.config import Config
-
-    kwargs: dict[str, Any] = {
-        "config": Config(
-            retries={"mode": config.boto_retry_mode,
-                     "total_max_attempts": config.boto_max_attempts},
-            connect_timeout=config.connect_timeout_seconds,
-            read_timeout=config.read_timeout_seconds,
-            tcp_keepalive=True,
-        )
-    }
-    if config.endpoint_url:
-        kwargs["endpoint_url"] = config.endpoint_url
-    if config.region_name:
-        kwargs["region_name"] = config.region_name
-    kwargs.update(overrides)
-    return boto3.client("dynamodb", **kwargs)
+    return build_client(config, **overrides)

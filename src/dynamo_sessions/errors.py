@@ -119,3 +119,17 @@ class TableExists(DynamoSessionsError):
 
 class GcThrottled(DynamoSessionsError):
     """BatchWriteItem kept returning UnprocessedItems: the table's write capacity is exhausted."""
+
+
+class OptionError(ConfigError):
+    """A bad command-line option, environment variable or config file of the command line; the
+    message says which and what is expected."""
+
+
+class LocalServerUnavailable(DynamoSessionsError, RuntimeError):
+    """A local DynamoDB server for tests (``dynamo_sessions.testing``) could not be started."""
+
+
+class DynamoDBLocalUnavailable(LocalServerUnavailable):
+    """Java 17+ or the DynamoDB Local jar is missing and could not be installed, or DynamoDB
+    Local did not start."""

@@ -4,9 +4,9 @@ Simulated users make sequential requests (read the session, bump a counter, writ
 several "tabs" hit one shared session at the same moment, each bumping its own key.  Afterwards
 the stored totals are compared with the increments made: the difference is lost updates.
 
-Without ``endpoint_url`` the demo starts :class:`servers.EmbeddedMoto` (moto's server in a
-child process on 127.0.0.1, one request at a time, so conditional writes are atomic as in
-DynamoDB).
+Without ``endpoint_url`` the demo starts ``dynamo_sessions.testing.servers.EmbeddedMoto``
+(moto's server in a child process on 127.0.0.1, one request at a time, so conditional writes are
+atomic as in DynamoDB), imported only then.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .config import LOCKING_MODES, SessionConfig
-from .errors import DynamoSessionsError
-from .handler import SessionHandler
-from .store import new_session_id
+from ..config import LOCKING_MODES, SessionConfig
+from ..errors import DynamoSessionsError
+from ..handler import SessionHandler
+from ..store import new_session_id
+from ..transport.client import build_client, is_loopback
 
 COLUMNS = ("mode", "requests", "reads", "writes", "refused", "RCU", "WCU", "refused WCU*",
            "lock waits", "conflicts", "errors", "lost updates", "p50 ms", "p99 ms")
@@ -41,16 +42,18 @@ def _endpoint(endpoint_url: str | None) -> Iterator[str]:
     if endpoint_url:
         yield endpoint_url
         return
-    from .servers import EmbeddedMoto
+    from ..testing.servers import EmbeddedMoto  # the demo's one use of the test servers
 
     with EmbeddedMoto() as server:
         yield server.endpoint_url
 
 
-def _client(endpoint_url: str) -> Any:
-    from .servers import local_client
-
-    return local_client(endpoint_url, max_pool_connections=32)
+def demo_client(endpoint_url: str | None, config: SessionConfig | None = None) -> Any:
+    """The demo's client (the one client builder, 32 connections for its threads); a local
+    server (loopback) gets dummy credentials - it takes any."""
+    local = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+    return build_client((config or SessionConfig()).replace(endpoint_url=endpoint_url),
+                        max_pool_connections=32, **(local if is_loopback(endpoint_url) else {}))
 
 
 def _request(handler: SessionHandler, session_id: str, key: str,
@@ -68,10 +71,12 @@ def _request(handler: SessionHandler, session_id: str, key: str,
         latencies.append(time.perf_counter() - start)
 
 
-def run_mode(client: Any, mode: str, users: int, requests: int, tabs: int) -> dict[str, Any]:
-    """Run the workload with ``locking=mode`` on a fresh table; return the row of figures."""
-    config = SessionConfig(table_name=f"demo-{mode}-{new_session_id()[:8]}", locking=mode,
-                           max_lock_wait_seconds=10.0)
+def run_mode(client: Any, mode: str, users: int, requests: int, tabs: int,
+             base: SessionConfig | None = None) -> dict[str, Any]:
+    """Run the workload with ``locking=mode`` on a fresh table; return the row of figures.
+    The store's other options are ``base``'s (the command line's)."""
+    config = (base or SessionConfig()).replace(
+        table_name=f"demo-{mode}-{new_session_id()[:8]}", locking=mode, client=None)
     handler = SessionHandler(config, client)
     handler.create_table()
     handler.metrics.reset()
@@ -139,8 +144,10 @@ def _cell(value: Any) -> str:
 
 
 def run(endpoint_url: str | None = None, users: int = 8, requests: int = 20, tabs: int = 8,
-        modes: tuple[str, ...] = LOCKING_MODES) -> list[dict[str, Any]]:
-    """Run every mode against ``endpoint_url`` (a local moto server when None)."""
+        modes: tuple[str, ...] = LOCKING_MODES,
+        config: SessionConfig | None = None) -> list[dict[str, Any]]:
+    """Run every mode against ``endpoint_url`` (a local moto server when None); the stores'
+    and the client's other options are ``config``'s."""
     with _endpoint(endpoint_url) as url:
-        client = _client(url)
-        return [run_mode(client, mode, users, requests, tabs) for mode in modes]
+        client = demo_client(url, config)
+        return [run_mode(client, mode, users, requests, tabs, config) for mode in modes]

@@ -25,7 +25,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from typing import Any
 
 import flask
@@ -33,14 +32,14 @@ from flask.sessions import SessionMixin
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from . import _core
-from .config import LOCKING_MODES, SessionConfig, make_client
-from .errors import TableNotFound
-from .flask import DynamoSessionInterface, init_app
-from .handler import SessionHandler
-from .metrics import Metrics, OperationMetrics
-from .servers import LOOPBACK, EmbeddedMoto, local_client
-from .store import create_store
+from .. import _core
+from ..config import LOCKING_MODES, SessionConfig
+from ..errors import TableNotFound
+from ..flask import DynamoSessionInterface, init_app
+from ..handler import SessionHandler
+from ..metrics import Metrics, OperationMetrics
+from ..store import create_store
+from .workload import demo_client
 
 DEMO_TABLE = "dynamo-sessions-demo"
 ENV_ENDPOINT = "DYNAMO_SESSIONS_DEMO_ENDPOINT_URL"
@@ -78,15 +77,9 @@ session and costs nothing.</p>
 
 
 def _client(endpoint_url: str | None) -> Any:
-    host = urllib.parse.urlsplit(endpoint_url or "").hostname
-    defaults = SessionConfig()
-    if host in (LOOPBACK, "localhost", "::1"):
-        # local servers take any credentials; the timeouts are the configured ones, so that a
-        # stalled call ends where the multi-tab page's bound says it does
-        return local_client(endpoint_url, connect_timeout=defaults.connect_timeout_seconds,
-                            read_timeout=defaults.read_timeout_seconds,
-                            max_pool_connections=32)
-    return make_client(SessionConfig(endpoint_url=endpoint_url), max_pool_connections=32)
+    # the configured timeouts, so that a stalled call ends where the multi-tab page's bound
+    # says it does
+    return demo_client(endpoint_url)
 
 
 def _max_lock_wait_seconds(value: float | None) -> float:
@@ -282,6 +275,8 @@ def serve(endpoint_url: str | None = None, host: str = "127.0.0.1", port: int = 
     if max_lock_wait_seconds < 0:
         print("max_lock_wait_seconds must be >= 0", file=sys.stderr)
         return 2
+    from ..testing.servers import EmbeddedMoto  # the demo's one use of the test servers
+
     moto: EmbeddedMoto | None = None
     process: subprocess.Popen[bytes] | None = None
     previous: Any = None
@@ -303,7 +298,7 @@ def serve(endpoint_url: str | None = None, host: str = "127.0.0.1", port: int = 
         command = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
                    "--workers", str(workers), "--threads", str(threads),
                    "--worker-class", "gthread", "--log-level", "warning",
-                   "dynamo_sessions.webdemo:create_demo()"]
+                   "dynamo_sessions.demo.web:create_demo()"]
         print(f"dynamo-sessions demo on http://{host}:{port}/ (DynamoDB at {endpoint_url}, "
               f"locking={locking}, {workers} workers x {threads} threads, "
               f"max_lock_wait_seconds={max_lock_wait_seconds}); many tabs on one session: "

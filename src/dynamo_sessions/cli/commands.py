@@ -1,39 +1,26 @@
-"""``dynamo-sessions`` command line (also ``python -m dynamo_sessions``).
+"""The commands of ``dynamo-sessions``: what each does, and its options (``COMMANDS``).
 
-Flags, environment, config file and defaults are resolved by ``cli_config``.  A flag that sets
-a ``SessionConfig`` option has that option's name (``--gc-segments`` is ``gc_segments``) and
-reaches the ``SessionConfig`` the command works with; the others are listed in
-``COMMAND_ONLY``.  One flag name means one thing in every command.
+Each command works on the ``SessionConfig`` of every session option it resolved (flag,
+environment, config file or default: ``options.session_config``) and on a client from the one
+client builder (``transport.client.build_client``) with that config's endpoint, region, profile,
+timeouts and retries.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib
 import importlib.util
 import json
-import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import (
-    ClientError,
-    ConnectionError,
-    CredentialRetrievalError,
-    HTTPClientError,
-    NoCredentialsError,
-    NoRegionError,
-    PartialCredentialsError,
-    ProfileNotFound,
-    WaiterError,
-)
+from botocore.exceptions import ClientError
 
-from . import table
-from .cli_config import COMMON, CONFIG_ENV, Option, OptionError, Settings, make_client, resolve
-from .config import GC_MODES, LOCKING_MODES, SessionConfig
-from .errors import ConfigError, GcThrottled, TableExists, TableNotFound
+from ..config import GC_MODES, LOCKING_MODES, SessionConfig
+from ..ops import gc, table
+from .options import Option, Settings, session_config
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -48,26 +35,6 @@ EXIT_UNREACHABLE = 6
 EXIT_TABLE_EXISTS = 7
 EXIT_INTERRUPTED = 130
 
-THROTTLING_CODES = frozenset({
-    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-    "Throttling", "TooManyRequestsException",
-})
-DESCRIPTION = """\
-Sessions in DynamoDB: create the table, collect expired sessions, sample their sizes and
-costs, run the demo.
-
-Every command takes --table-name, --endpoint-url, --region-name, --profile, --config and
---log-level.  Options come from flags, then environment variables, then the config file, then
-the defaults.  Options named like a session store option (--table-name, --hash-key,
---gc-segments, --consistent-read, ...) set that option; config file keys are the same names.
-Failures you can fix end with a message saying how and a distinct exit code, never a
-traceback."""
-
-ACCESS_CODES = frozenset({
-    "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
-    "ExpiredTokenException", "MissingAuthenticationTokenException",
-    "IncompleteSignatureException",
-})
 
 @dataclasses.dataclass(frozen=True)
 class Command:
@@ -77,15 +44,14 @@ class Command:
     run: Callable[[Settings], int]
 
 
-def _out(text: str = "") -> None:
+def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def _err(text: str) -> None:
+def say_error(text: str) -> None:
     print(f"dynamo-sessions: {text}", file=sys.stderr, flush=True)
 
 
-SESSION_OPTIONS = frozenset(SessionConfig.option_names())
 COMMAND_ONLY = frozenset({
     "profile", "log_level", "config",  # where the AWS credentials and the logs go
     "read_capacity", "write_capacity", "json", "yes",  # table admin and output
@@ -97,11 +63,12 @@ COMMAND_ONLY = frozenset({
 """Options that are not ``SessionConfig`` options (every other option is one, by name)."""
 
 
-def _session_config(settings: Settings) -> SessionConfig:
-    """The ``SessionConfig`` of every session option the command resolved (flag, environment,
-    config file or default).  The demo's repeatable ``--locking`` builds one per mode itself."""
-    return SessionConfig.from_options({name: value for name, value in settings.values.items()
-                                       if name in SESSION_OPTIONS and value is not None})
+def make_client(settings: Settings, **overrides: Any) -> Any:
+    """The command's client: ``dynamo_sessions.cli.make_client``, looked up when called (so
+    that a test may replace it there)."""
+    from .. import cli
+
+    return cli.make_client(settings, **overrides)
 
 
 # --- create-table / delete-table / describe ---------------------------------------------------
@@ -123,16 +90,16 @@ def _ttl(description: dict[str, Any]) -> str:
 
 def run_create_table(settings: Settings) -> int:
     if (settings.read_capacity is None) != (settings.write_capacity is None):
-        _err("give both --read-capacity and --write-capacity (provisioned), or neither "
+        say_error("give both --read-capacity and --write-capacity (provisioned), or neither "
              "(on demand)")
         return EXIT_USAGE
     client = make_client(settings)
-    description = table.create_table(client, _session_config(settings), settings.read_capacity,
+    description = table.create_table(client, session_config(settings), settings.read_capacity,
                                      settings.write_capacity)
     if settings.json:
-        _out(json.dumps(description, indent=2))
+        say(json.dumps(description, indent=2))
     else:
-        _out(f"created table {description['table_name']}: {description['status']}, "
+        say(f"created table {description['table_name']}: {description['status']}, "
              f"{_billing(description)}, TTL {_ttl(description)}")
     return EXIT_OK
 
@@ -147,22 +114,22 @@ def run_delete_table(settings: Settings) -> int:
     name = settings.table_name
     if not settings.yes:
         if not sys.stdin.isatty():
-            _err(f"refusing to delete table {name!r} without --yes (stdin is not a terminal)")
+            say_error(f"refusing to delete table {name!r} without --yes (stdin is not a terminal)")
             return EXIT_USAGE
         answer = _confirm(f"Delete table {name!r} and every session in it? "
                           f"Type the table name to confirm: ")
         if answer != name:
-            _err(f"not deleted: confirmation {answer!r} does not match {name!r}")
+            say_error(f"not deleted: confirmation {answer!r} does not match {name!r}")
             return EXIT_FAILED
-    table.delete_table(make_client(settings), _session_config(settings))
-    _out(f"deleted table {name}")
+    table.delete_table(make_client(settings), session_config(settings))
+    say(f"deleted table {name}")
     return EXIT_OK
 
 
 def run_describe(settings: Settings) -> int:
-    description = table.describe_table(make_client(settings), _session_config(settings))
+    description = table.describe_table(make_client(settings), session_config(settings))
     if settings.json:
-        _out(json.dumps(description, indent=2))
+        say(json.dumps(description, indent=2))
         return EXIT_OK
     rows = [
         ("table", description["table_name"]),
@@ -174,7 +141,7 @@ def run_describe(settings: Settings) -> int:
         ("size", f"{description['size_bytes']:,} bytes"),
     ]
     for label, value in rows:
-        _out(f"{label:<9} {value}")
+        say(f"{label:<9} {value}")
     return EXIT_OK
 
 
@@ -185,8 +152,6 @@ def _item_count(client: Any, config: SessionConfig) -> int:
     """DynamoDB's approximate item count for the progress bar (0 when describe is denied)."""
     try:
         return int(table.describe_table(client, config)["item_count"])
-    except TableNotFound:
-        raise
     except ClientError:
         return 0
 
@@ -194,22 +159,22 @@ def _item_count(client: Any, config: SessionConfig) -> int:
 def run_gc(settings: Settings) -> int:
     from .progress import GcProgress
 
-    config = _session_config(settings)
+    config = session_config(settings)
     client = make_client(settings, max_pool_connections=config.gc_segments
                          + config.gc_batch_size + 2)
     bar = GcProgress(sys.stderr, _item_count(client, config)) if sys.stderr.isatty() else None
-    collector = table.GarbageCollector(client, config)
+    collector = gc.GarbageCollector(client, config)
     try:
         result = collector.run(  # segments, batch size, delay and mode: from the config
             max_wcu_per_second=settings.max_wcu_per_second, dry_run=settings.dry_run,
             progress=bar.update if bar is not None else None,
         )
-    except table.GcInterrupted as exc:
+    except gc.GcInterrupted as exc:
         if bar is not None:
             bar.update(exc.result, force=True)
             bar.finish()
-        _err(f"gc interrupted: {exc.result.summary()}")
-        _err("nothing unexpired was deleted; run the same gc again to finish")
+        say_error(f"gc interrupted: {exc.result.summary()}")
+        say_error("nothing unexpired was deleted; run the same gc again to finish")
         return EXIT_INTERRUPTED
     except BaseException:
         if bar is not None:
@@ -219,9 +184,9 @@ def run_gc(settings: Settings) -> int:
         bar.update(result, force=True, done=True)
         bar.finish()
     if settings.json:
-        _out(json.dumps(dataclasses.asdict(result), indent=2))
+        say(json.dumps(dataclasses.asdict(result), indent=2))
     else:
-        _out(f"gc {settings.table_name}: {result.summary()}")
+        say(f"gc {settings.table_name}: {result.summary()}")
     return EXIT_OK
 
 
@@ -229,20 +194,18 @@ def run_gc(settings: Settings) -> int:
 
 
 def run_stats(settings: Settings) -> int:
-    from .stats import format_stats, table_stats
+    from ..ops.stats import format_stats, table_stats
 
-    config = _session_config(settings)
+    config = session_config(settings)
     client = make_client(settings)
     try:
         description: dict[str, Any] | None = table.describe_table(client, config)
-    except TableNotFound:
-        raise
     except ClientError:  # describe denied: sample only
         description = None
     stats = table_stats(client, config, settings.sample_size, settings.changed_share,
                         consistent_read=config.consistent_read,
                         description=description)
-    _out(json.dumps(stats, indent=2) if settings.json else format_stats(stats))
+    say(json.dumps(stats, indent=2) if settings.json else format_stats(stats))
     return EXIT_OK
 
 
@@ -256,29 +219,30 @@ def run_demo(settings: Settings) -> int:
     modes = tuple(dict.fromkeys(settings.locking or ()))
     if settings.serve:
         if len(modes) > 1:
-            _err("demo --serve runs one locking mode: give --locking once")
+            say_error("demo --serve runs one locking mode: give --locking once")
             return EXIT_USAGE
         try:  # imported only here: the web demo needs Flask and gunicorn
             if importlib.util.find_spec("gunicorn") is None:
                 raise ImportError("No module named 'gunicorn'")
-            serve = importlib.import_module("dynamo_sessions.webdemo").serve
+            serve = importlib.import_module("dynamo_sessions.demo.web").serve
         except (ImportError, AttributeError) as exc:
-            _err(f"demo --serve needs Flask and gunicorn ({exc}): {SERVER_EXTRA}")
+            say_error(f"demo --serve needs Flask and gunicorn ({exc}): {SERVER_EXTRA}")
             return EXIT_FAILED
+        wait = settings.max_lock_wait_seconds  # unset: the served demo's own (2 s)
         code: int = serve(settings.endpoint_url, host=settings.host, port=settings.port,
                           workers=settings.workers, threads=settings.threads,
                           locking=modes[0] if modes else "optimistic",
-                          max_lock_wait_seconds=settings.max_lock_wait_seconds)
+                          **({} if wait is None else {"max_lock_wait_seconds": wait}))
         return code
-    from . import demo
+    from ..demo import workload
 
     modes = modes or LOCKING_MODES
-    rows = demo.run(settings.endpoint_url, settings.users, settings.requests, settings.tabs,
-                    modes)
+    rows = workload.run(settings.endpoint_url, settings.users, settings.requests, settings.tabs,
+                        modes, session_config(settings))
     if settings.json:
-        _out(json.dumps(rows, indent=2))
+        say(json.dumps(rows, indent=2))
     else:
-        _out(demo.format_table(rows))  # the table ends with its legend
+        say(workload.format_table(rows))  # the table ends with its legend
     return EXIT_OK
 
 
@@ -371,122 +335,10 @@ COMMANDS: dict[str, Command] = {
          Option("--port", int, 8000, "--serve: port", minimum=0, maximum=65535),
          Option("--workers", int, 2, "--serve: worker processes", minimum=1),
          Option("--threads", int, 4, "--serve: threads per worker", minimum=1),
-         Option("--max-lock-wait-seconds", float, 2.0,
-                "--serve: longest a request waits for a session lock before its 503 (the "
-                "library's default is 10; 2 shows 503s in a short run)", minimum=0)),
+         Option("--max-lock-wait-seconds", float, None,
+                "longest a request waits for a session lock before its 503 (default: 2 with "
+                "--serve, which shows 503s in a short run; the library's 10 otherwise)",
+                minimum=0)),
         run_demo,
     ),
 }
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dynamo-sessions", description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="exit codes: 0 ok, 1 failed, 2 usage, 3 table missing, 4 credentials/region, "
-               "5 throttled, 6 endpoint unreachable, 7 table exists, 130 interrupted",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, command in COMMANDS.items():
-        sub = commands.add_parser(name, help=command.help, description=command.description)
-        session = sub.add_argument_group("session options (named as in SessionConfig)")
-        own = sub.add_argument_group("options of the command line")
-        own.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE",
-                         help=f"TOML (Python 3.11+) or JSON config file (env ${CONFIG_ENV})")
-        for option in (*COMMON, *command.options):
-            option.add_to(session if option.dest in SESSION_OPTIONS else own)
-    return parser
-
-
-def _setup_logging(settings: Settings) -> None:
-    if settings.sources.get("log_level") == "default":
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("dynamo_sessions")
-    logger.addHandler(handler)
-    logger.setLevel(settings.log_level)
-
-
-def _where(settings: Settings) -> str:
-    where = settings.endpoint_url or f"region {settings.region_name or '(default)'}"
-    return f" at {where}"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns the exit code (see ``EXIT_*``)."""
-    try:
-        args = vars(_parser().parse_args(argv))
-    except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    name = args.pop("command")
-    command = COMMANDS[name]
-    try:
-        settings = resolve(name, args, command.options,
-                           {key: cmd.options for key, cmd in COMMANDS.items()})
-    except OptionError as exc:
-        _err(f"error: {exc}")
-        return EXIT_USAGE
-    _setup_logging(settings)
-    table_name = settings.table_name
-    try:
-        return command.run(settings)
-    except TableNotFound:
-        _err(f"table {table_name!r} does not exist{_where(settings)}: create it with "
-             f"`dynamo-sessions create-table --table-name {table_name}`")
-        return EXIT_NO_TABLE
-    except TableExists:
-        _err(f"table {table_name!r} already exists{_where(settings)}: see it with "
-             f"`dynamo-sessions describe --table-name {table_name}`")
-        return EXIT_TABLE_EXISTS
-    except (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError):
-        _err("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
-             "use --profile / AWS_PROFILE with a profile of ~/.aws/credentials (for DynamoDB "
-             "Local any values will do)")
-        return EXIT_CREDENTIALS
-    except ProfileNotFound as exc:
-        _err(f"{exc}: check --profile / AWS_PROFILE against ~/.aws/config")
-        return EXIT_CREDENTIALS
-    except NoRegionError:
-        _err("no AWS region: give --region-name or set AWS_REGION (or a region in your "
-             "profile)")
-        return EXIT_CREDENTIALS
-    except (ConfigError, ValueError) as exc:
-        _err(f"error: {exc}")
-        return EXIT_USAGE
-    except GcThrottled as exc:
-        _err(str(exc))
-        return EXIT_THROTTLED
-    except (ConnectionError, HTTPClientError) as exc:
-        _err(f"cannot reach DynamoDB{_where(settings)}: {exc}. Check --endpoint-url (is "
-             "DynamoDB Local running?) and the network")
-        return EXIT_UNREACHABLE
-    except WaiterError as exc:
-        _err(f"gave up waiting for table {table_name!r}: {exc}")
-        return EXIT_FAILED
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        message = exc.response.get("Error", {}).get("Message", str(exc))
-        if code in THROTTLING_CODES:
-            _err(f"throttled by DynamoDB ({code}) after botocore's retries: spread the work - "
-                 "gc --max-wcu-per-second N / --gc-operation-delay-seconds S, run off-peak, "
-                 "or raise the "
-                 "table's capacity")
-            return EXIT_THROTTLED
-        if code in ACCESS_CODES:
-            _err(f"DynamoDB rejected the credentials ({code}: {message}): check "
-                 "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --profile, and the IAM policy")
-            return EXIT_CREDENTIALS
-        if code == "ResourceNotFoundException":
-            _err(f"table {table_name!r} does not exist{_where(settings)}: create it with "
-                 f"`dynamo-sessions create-table --table-name {table_name}`")
-            return EXIT_NO_TABLE
-        _err(f"DynamoDB refused the request: {code}: {message}")
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        _err("interrupted")
-        return EXIT_INTERRUPTED
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
