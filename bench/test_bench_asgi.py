@@ -44,7 +44,7 @@ import pytest
 from tests import conftest as test_fixtures
 from tests.asgi_support import LatencyProxy, UvicornProcess
 
-from dynamo_sessions.servers import local_client
+from dynamo_sessions.testing.servers import local_client
 
 dynamodb_local = test_fixtures.dynamodb_local
 """DynamoDB Local for the whole run (the test suite's fixture: it fails rather than skips

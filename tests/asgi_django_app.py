@@ -24,7 +24,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from dynamo_sessions.servers import local_client
+from dynamo_sessions.testing.servers import local_client
 
 # This module is the app's settings, whatever the parent (a test run whose other modules set
 # their own settings module) left in the environment the server inherited.

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dynamo_sessions.servers import local_client
+from dynamo_sessions.testing.servers import local_client
 
 from .asgi_support import LatencyProxy, UvicornProcess, UvicornThread
 from .faultproxy import FaultProxy

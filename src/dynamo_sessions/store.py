@@ -26,7 +26,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .clock import ServerClock
-from .config import SessionConfig, make_client
+from .config import SessionConfig
+from .transport.client import build_client
 from .metrics import Metrics
 from .protocol.ids import is_valid_session_id, log_id, new_session_id
 from .protocol.item import (
@@ -70,7 +71,7 @@ class SessionStore:
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config or SessionConfig()
-        client = client or self.config.client or make_client(self.config)
+        client = client or self.config.client or build_client(self.config)
         self.session_name = session_name
         clock = clock or ServerClock(warning_seconds=self.config.clock_skew_warning_seconds)
         self.protocol: NoLocking = self.protocol_class(self.config, session_name, clock,
