@@ -37,16 +37,15 @@ counter that never loses a concurrent request's increment).  Litestar's
 
 from __future__ import annotations
 
-import dataclasses
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
-from .aio_request import AsyncRequestSession
+from ._asgi_bridge import AsyncRequestSession
 from .aio_store import AsyncSessionStore, create_async_store
 from .config import SessionConfig
 from .errors import SessionBusy, SessionReadOnly
 from .merge import Number
-from .metrics import logger
 from .transport.aio import shielded
 from .web import (
     WebOptions,
@@ -149,7 +148,8 @@ def _replaced(scope: Scope, session: Session) -> None:
     if isinstance(value, Mapping):
         dict.clear(session)
         session.update(value)
-    elif value is None or getattr(value, "__name__", None) == "Empty":
+    elif value is None or value is getattr(sys.modules.get("litestar.types.empty"), "Empty",
+                                          None):
         session.destroy()
     else:
         raise TypeError(f"scope['session'] holds a {type(value).__name__}; the session can "
@@ -223,7 +223,7 @@ class SessionMiddleware:
         return lifespan_send
 
     async def _open(self, request: AsyncRequestSession, read_only: bool = False) -> Session:
-        data = await request.aload_cookie() if request.cookie_id is not None else {}
+        data = await request.aload(request.cookie_id) if request.cookie_id is not None else {}
         return Session(request, data, read_only)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send,
@@ -260,8 +260,9 @@ class SessionMiddleware:
         """Save the session (the app is about to answer); its response headers."""
         _replaced(scope, session)
         request = session.request
-        if session.modified:
-            request.replace_data(session)
+        if session.modified or request.loaded:  # carried over whole: in-place changes too
+            request.clear()
+            request.update(session)
         await shielded(request.asave())
         if session.accessed and not request.loaded:
             headers = [("Vary", "Cookie")]
@@ -295,5 +296,4 @@ def session_of(scope: Scope) -> Session:
     return session
 
 
-__all__ = ["Session", "SessionMiddleware", "WebOptions", "dataclasses", "logger",
-           "session_of"]
+__all__ = ["Session", "SessionMiddleware", "WebOptions", "session_of"]

@@ -1,6 +1,7 @@
 """The README's Litestar example, served by the tests (``tests/test_asgi_frameworks.py``).
 
-Litestar takes the middleware through ``DefineMiddleware``; ``request.session`` is the
+Litestar takes the middleware through ``DefineMiddleware`` (and closes the store at shutdown:
+its lifespan does not pass through middleware); ``request.session`` is the
 middleware's session, ``request.set_session(mapping)`` replaces its data and
 ``request.clear_session()`` destroys it.
 """
@@ -12,7 +13,10 @@ from typing import Any
 
 from litestar import Litestar, Request, get, post
 from litestar.middleware import DefineMiddleware
+from litestar.params import FromPath, FromQuery
 
+from dynamo_sessions import SessionConfig
+from dynamo_sessions.aio_store import create_async_store
 from dynamo_sessions.asgi import SessionMiddleware, session_of
 
 
@@ -27,7 +31,7 @@ async def show(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 @post("/cart/{item:str}", status_code=200)
-async def add_to_cart(item: str, request: Request[Any, Any, Any]) -> dict[str, Any]:
+async def add_to_cart(item: FromPath[str], request: Request[Any, Any, Any]) -> dict[str, Any]:
     request.session["cart"] = [*request.session.get("cart", []), item]
     return request.session
 
@@ -57,17 +61,20 @@ async def replace(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 @get("/slow")
-async def slow(request: Request[Any, Any, Any], seconds: float = 30.0) -> str:
+async def slow(request: Request[Any, Any, Any], seconds: FromQuery[float] = 30.0) -> str:
     request.session["slow"] = True
     await asyncio.sleep(seconds)
     return "done"
 
 
-def create_app(**session_options: Any) -> Litestar:
-    """``session_options``: ``store=`` or ``config=``, and web options."""
+def create_app(config: SessionConfig, session_name: str = "session",
+               **web_options: Any) -> Litestar:
+    """``web_options``: the middleware's cookie and id options."""
+    store = create_async_store(config, session_name=session_name)
     return Litestar(
         route_handlers=[home, show, add_to_cart, count_visit, login, logout, replace, slow],
-        middleware=[DefineMiddleware(SessionMiddleware, **session_options)])
+        middleware=[DefineMiddleware(SessionMiddleware, store=store, **web_options)],
+        on_shutdown=[store.aclose])  # Litestar's lifespan does not pass through middleware
 
 
 def __getattr__(name: str) -> Any:

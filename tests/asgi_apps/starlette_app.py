@@ -56,6 +56,11 @@ async def slow(request: Request) -> PlainTextResponse:
     return PlainTextResponse("done")
 
 
+async def boom(request: Request) -> PlainTextResponse:
+    request.session["boom"] = True
+    raise RuntimeError("the view failed")
+
+
 async def stream(request: Request) -> StreamingResponse:
     request.session["before"] = True
 
@@ -86,6 +91,7 @@ routes = [
     Route("/login", login, methods=["POST"]),
     Route("/logout", logout, methods=["POST"]),
     Route("/slow", slow),
+    Route("/boom", boom),
     Route("/stream", stream),
     WebSocketRoute("/ws", socket),
 ]
