@@ -52,8 +52,12 @@ class AsyncRequestSession(RequestSession):
         self.store = _LoopStore(self._async_store, asyncio.get_running_loop())  # type: ignore[assignment]
         return await asyncio.to_thread(functools.partial(method))
 
-    async def aload(self, session_id: str) -> dict[str, Any]:
+    async def aopen(self) -> None:
         """Load on the loop (a pessimistic lock wait must not hold a worker thread)."""
+        session_id = self.cookie_id
+        if session_id is None:
+            self._data = {}
+            return
         loaded = await self._async_store.load(session_id, lifetime_seconds=self.lifetime_seconds)
         given_back: list[Any] = []
         self.store = _Collect(given_back)  # type: ignore[assignment]
@@ -62,8 +66,6 @@ class AsyncRequestSession(RequestSession):
         for session in given_back:
             await self._async_store.release(session)
         self.accessed = True
-        assert self._data is not None
-        return self._data
 
     async def asave(self) -> None:
         await self._in_thread(self.save)

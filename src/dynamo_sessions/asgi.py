@@ -30,7 +30,8 @@ counter that never loses a concurrent request's increment).  Litestar's
   is saved.
 * **WebSocket** scopes get the session **read-only**: loaded at connect and its lock (if any)
   given back before the app runs, so a long-lived socket never blocks the session's HTTP
-  requests; writing to it raises :class:`SessionReadOnly` (a socket cannot set a cookie).
+  requests; writing to it raises :class:`SessionReadOnly` (a socket cannot set a cookie).  A
+  session that stays locked closes the socket before it is accepted (code 1013, try again).
 * Cookies as the WSGI middleware's (:class:`WebOptions`): HttpOnly, SameSite=Lax, Secure when
   the request came over https (``X-Forwarded-Proto`` only with ``trust_forwarded_proto``).
 """
@@ -211,9 +212,9 @@ class SessionMiddleware:
             request = AsyncRequestSession(self.store, cookie_id, strict=self.options.strict,
                                           cookie_present=cookie_present)
             if kind == "http":
-                await self._http(scope, receive, send, request)
+                await self._http(scope, receive, send, request, cookie_id is not None)
             else:
-                await self._websocket(scope, receive, send, request)
+                await self._websocket(scope, receive, send, request, cookie_id is not None)
 
     def _lifespan_send(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:
@@ -222,14 +223,20 @@ class SessionMiddleware:
             await send(message)
         return lifespan_send
 
-    async def _open(self, request: AsyncRequestSession, read_only: bool = False) -> Session:
-        data = await request.aload(request.cookie_id) if request.cookie_id is not None else {}
-        return Session(request, data, read_only)
+    @staticmethod
+    async def _open(request: AsyncRequestSession, has_id: bool,
+                    read_only: bool = False) -> Session:
+        """The request's session: read now when the request names one (a lock wait, if any,
+        happens here), else empty without a call."""
+        if not has_id:
+            return Session(request, {}, read_only)
+        await request.aopen()
+        return Session(request, request.copy(), read_only)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send,
-                    request: AsyncRequestSession) -> None:
+                    request: AsyncRequestSession, has_id: bool) -> None:
         try:
-            session = scope["session"] = await self._open(request)
+            session = scope["session"] = await self._open(request, has_id)
         except SessionBusy:
             await self._busy(send)
             return
@@ -279,9 +286,12 @@ class SessionMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send,
-                         request: AsyncRequestSession) -> None:
+                         request: AsyncRequestSession, has_id: bool) -> None:
         try:
-            scope["session"] = await self._open(request, read_only=True)
+            scope["session"] = await self._open(request, has_id, read_only=True)
+        except SessionBusy:
+            await send({"type": "websocket.close", "code": 1013})  # "try again later"
+            return
         finally:
             await shielded(request.arelease())
         await self.app(scope, receive, send)
