@@ -16,6 +16,9 @@ from .asgi_session_support import FRAMEWORKS, MODES, cookie_of
 pytestmark = pytest.mark.dynamodb_local
 serve = asgi_session_support.serve  # the fixture
 CONCURRENT = 16
+ONE_FAST = [FRAMEWORKS[0], *(pytest.param(name, marks=pytest.mark.slow)
+                              for name in FRAMEWORKS[1:])]
+"""Starlette by default, the other frameworks in the slow run (a server per case)."""
 
 
 async def _concurrently(url: str, cookie: str, paths: list[str]) -> list[httpx.Response]:
@@ -25,7 +28,7 @@ async def _concurrently(url: str, cookie: str, paths: list[str]) -> list[httpx.R
 
 
 @pytest.mark.parametrize("locking", MODES)
-@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("framework", ONE_FAST)
 def test_16_concurrent_same_session_requests(serve: Any, framework: str, locking: str) -> None:
     """Each request appends its own item to one list and increments one counter: optimistic
     merges, pessimistic serialises - nothing lost; ``none``: the increments survive (a counter
@@ -99,7 +102,7 @@ def test_a_write_changes_the_stored_item(serve: Any, framework: str) -> None:
 
 
 @pytest.mark.parametrize("locking", MODES)
-@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("framework", ONE_FAST)
 def test_login_regenerates_and_logout_destroys(serve: Any, framework: str,
                                                locking: str) -> None:
     served = serve(framework, locking)
