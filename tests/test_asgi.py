@@ -136,6 +136,29 @@ def test_a_held_lock_answers_503_with_retry_after(serve: Any) -> None:
     assert served.data(sid) == {"cart": ["a"], "slow": True}
 
 
+def test_a_save_that_keeps_losing_races_answers_503_and_no_acknowledged_change_is_lost(
+        serve: Any) -> None:
+    """Optimistic, no retry of a refused write: of 16 concurrent appends some lose their race;
+    those are answered 503 (the app's 200 replaced, nothing written), the others are stored."""
+    served = serve(locking="optimistic", config_options={"max_write_retries": 0})
+    with served.client() as client:
+        sid = cookie_of(client.post("/cart/first"))
+
+    async def append_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=served.url, timeout=60.0,
+                                     cookies={"session": sid}) as client:
+            return list(await asyncio.gather(*(client.post(f"/cart/{n}") for n in range(16))))
+
+    answers = asyncio.run(append_all())
+    refused = [n for n, answer in enumerate(answers) if answer.status_code == 503]
+    acknowledged = [n for n, answer in enumerate(answers) if answer.status_code == 200]
+    assert sorted(refused + acknowledged) == list(range(16))
+    assert refused, "no write lost its race: the test proves nothing"
+    assert all(answers[n].headers["retry-after"] == "1" and "busy" in answers[n].text
+               and "set-cookie" not in answers[n].headers for n in refused)
+    assert sorted(served.data(sid)["cart"]) == sorted(["first", *map(str, acknowledged)])
+
+
 @pytest.mark.parametrize("locking", ["none", "optimistic", "pessimistic"])
 def test_a_client_that_disconnects_leaves_no_lock(serve: Any, locking: str) -> None:
     """uvicorn lets the view finish after the client has gone: it answers into the void, and
