@@ -13,10 +13,13 @@ counter that never loses a concurrent request's increment).  Litestar's
   the request carries a cookie of this name that has the shape of a session id (strict ids:
   any other value is no session and never reaches DynamoDB) and its path is not under one of
   ``exclude_paths`` (those get no ``scope["session"]`` at all).  A request without such a
-  cookie costs no DynamoDB call, even when the app sets data (then one write, at the end).
-  Read-only: one GetItem with ``locking="none"`` or ``"optimistic"``; ``"pessimistic"``
-  takes the lock on load and gives it back at the end (two writes), so put static files and
-  health checks under ``exclude_paths``.
+  cookie reads nothing: untouched, it costs no call; one that sets data costs the write that
+  creates the session.  A request with one costs, read-only or untouched: one GetItem with
+  ``locking="none"`` or ``"optimistic"``; with ``"pessimistic"`` two UpdateItem (the lock
+  taken on load, given back at the end; and once per store, before its first lock, a
+  DescribeEndpoints that learns the server's clock) - so put static files and health checks
+  under ``exclude_paths``.  (Lazy loading is impossible here: a sync ``request.session`` read
+  on the event loop cannot await DynamoDB.)
 * **When it saves.**  Once, when the app sends ``http.response.start`` - before the status and
   headers leave, so that the ``Set-Cookie`` header can still be added.  Only changes are
   written.  A *streaming* response therefore saves at its start: changes made to the session
@@ -161,8 +164,10 @@ class SessionMiddleware:
     """Wraps an ASGI app; see the module docstring for the contract.
 
     ``store``: an :class:`AsyncSessionStore` (shared; closed by its owner), or ``config``: a
-    :class:`SessionConfig` for a store made here (closed at the app's lifespan shutdown);
-    ``session_name`` prefixes its item keys.  Other keywords are :class:`WebOptions`
+    :class:`SessionConfig` for a store made here, closed at the lifespan shutdown the
+    middleware sees (Starlette, FastAPI; Litestar's lifespan does not pass through middleware:
+    give it ``store=`` and ``on_shutdown=[store.aclose]``); ``session_name`` prefixes the
+    item keys of a store made here.  Other keywords are :class:`WebOptions`
     (``cookie_name``, ``cookie_max_age_seconds``, ``strict``, ...); ``exclude_paths``: path
     prefixes whose requests get no session and cost no call.
     """
