@@ -276,3 +276,11 @@ def test_a_websocket_reads_the_session_and_cannot_change_it(serve: Any, locking:
 def test_store_or_config_is_required() -> None:
     with pytest.raises(TypeError, match="store= or config="):
         SessionMiddleware(lambda *args: None)
+
+
+def test_a_websocket_without_a_session_cookie_costs_no_call(serve: Any) -> None:
+    served = serve(locking="pessimistic")
+    before = served.calls()
+    message = websocket_json(served.url, "/ws", "other=1")
+    assert message == {"session": {}, "error": "SessionReadOnly"}
+    assert served.calls() == before
