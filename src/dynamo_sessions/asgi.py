@@ -45,11 +45,11 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
-from ._asgi_bridge import AsyncRequestSession
 from .aio_store import AsyncSessionStore, create_async_store
 from .config import SessionConfig
 from .errors import SessionBusy, SessionReadOnly
 from .merge import Number
+from .request import RequestSession
 from .transport.aio import shielded
 from .web import (
     WebOptions,
@@ -69,9 +69,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 class Session(dict[str, Any]):
     """``scope["session"]``: a ``dict`` holding the session's data, with its request's rules
-    (:class:`AsyncRequestSession`) behind ``regenerate``, ``destroy`` and ``increment``."""
+    (:class:`RequestSession`) behind ``regenerate``, ``destroy`` and ``increment``."""
 
-    def __init__(self, request: AsyncRequestSession, data: Mapping[str, Any],
+    def __init__(self, request: RequestSession, data: Mapping[str, Any],
                  read_only: bool = False) -> None:
         super().__init__(data)
         self.request = request
@@ -214,7 +214,7 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
         else:
             cookie_id, cookie_present = self.cookie_id(scope)
-            request = AsyncRequestSession(self.store, cookie_id, strict=self.options.strict,
+            request = RequestSession(self.store, cookie_id, strict=self.options.strict,
                                           cookie_present=cookie_present)
             if kind == "http":
                 await self._http(scope, receive, send, request, cookie_id is not None)
@@ -229,7 +229,7 @@ class SessionMiddleware:
         return lifespan_send
 
     @staticmethod
-    async def _open(request: AsyncRequestSession, has_id: bool,
+    async def _open(request: RequestSession, has_id: bool,
                     read_only: bool = False) -> Session:
         """The request's session: read now when the request names one (a lock wait, if any,
         happens here), else empty without a call."""
@@ -239,7 +239,7 @@ class SessionMiddleware:
         return Session(request, request.copy(), read_only)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send,
-                    request: AsyncRequestSession, has_id: bool) -> None:
+                    request: RequestSession, has_id: bool) -> None:
         try:
             session = scope["session"] = await self._open(request, has_id)
         except SessionBusy:
@@ -291,7 +291,7 @@ class SessionMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send,
-                         request: AsyncRequestSession, has_id: bool) -> None:
+                         request: RequestSession, has_id: bool) -> None:
         try:
             scope["session"] = await self._open(request, has_id, read_only=True)
         except SessionBusy:
