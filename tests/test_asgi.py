@@ -284,3 +284,10 @@ def test_a_websocket_without_a_session_cookie_costs_no_call(serve: Any) -> None:
     message = websocket_json(served.url, "/ws", "other=1")
     assert message == {"session": {}, "error": "SessionReadOnly"}
     assert served.calls() == before
+
+
+def test_session_of_a_scope_without_our_session_says_what_to_do() -> None:
+    from dynamo_sessions.asgi import session_of
+
+    with pytest.raises(LookupError, match="SessionMiddleware"):
+        session_of({"type": "http", "session": {}})
