@@ -28,9 +28,11 @@ counter that never loses a concurrent request's increment).  Litestar's
   stays locked for ``max_lock_wait_seconds``, the app is not called; when the save keeps
   losing races (nothing written), the app's answer is replaced.  Never a hang, never an empty
   session.
-* An exception in the app, a cancellation (a client gone, a timeout): the lock is given back
-  (shielded: it finishes even while the task is cancelled) and the error re-raised; nothing
-  is saved.
+* An exception in the app, a cancellation (a timeout; a server or middleware that cancels on
+  disconnect): the lock is given back (shielded: it finishes even while the task is
+  cancelled) and the error re-raised; nothing is saved (cancelled during the save itself:
+  the old or the new session is stored, never a mix).  A client that merely goes away, under
+  uvicorn, lets the app finish: its session is saved as usual and its lock given back.
 * **WebSocket** scopes get the session **read-only**: loaded at connect and its lock (if any)
   given back before the app runs, so a long-lived socket never blocks the session's HTTP
   requests; writing to it raises :class:`SessionReadOnly` (a socket cannot set a cookie).  A
