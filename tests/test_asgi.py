@@ -291,3 +291,19 @@ def test_session_of_a_scope_without_our_session_says_what_to_do() -> None:
 
     with pytest.raises(LookupError, match="SessionMiddleware"):
         session_of({"type": "http", "session": {}})
+
+
+def test_a_websocket_whose_session_stays_locked_is_refused(serve: Any) -> None:
+    served = serve(locking="pessimistic", config_options={"max_lock_wait_seconds": 0.5})
+    with served.client() as client:
+        sid = cookie_of(client.post("/cart/a"))
+    holder = threading.Thread(target=lambda: served.client(cookies={"session": sid}).get(
+        "/slow", params={"seconds": 3}))
+    holder.start()
+    try:
+        wait_until(lambda: served.locked(sid), "the slow request holds the lock")
+        with pytest.raises(AssertionError, match="rejected: 403"):
+            websocket_json(served.url, "/ws", f"session={sid}")  # closed before accept
+    finally:
+        holder.join(timeout=WAIT_SECONDS)
+    assert served.data(sid) == {"cart": ["a"], "slow": True}
