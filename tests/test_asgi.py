@@ -25,6 +25,7 @@ from .asgi_session_support import cookie_of
 
 pytestmark = pytest.mark.dynamodb_local
 serve = asgi_session_support.serve  # the fixture
+SLOW = pytest.mark.slow
 WAIT_SECONDS = 20.0
 """Bound of every wait for the server to reach a state (a wait, not a timing assertion)."""
 
@@ -105,7 +106,7 @@ def test_a_streaming_response_saves_at_its_start(serve: Any) -> None:
     assert served.data(sid) == {"before": True}  # set while streaming: not saved
 
 
-@pytest.mark.parametrize("locking", ["optimistic", "pessimistic"])
+@pytest.mark.parametrize("locking", [pytest.param("optimistic", marks=SLOW), "pessimistic"])
 def test_an_app_error_releases_the_lock_and_saves_nothing(serve: Any, locking: str) -> None:
     served = serve(locking=locking)
     with served.client() as client:
@@ -160,7 +161,8 @@ def test_a_save_that_keeps_losing_races_answers_503_and_no_acknowledged_change_i
     assert sorted(served.data(sid)["cart"]) == sorted(["first", *map(str, acknowledged)])
 
 
-@pytest.mark.parametrize("locking", ["none", "optimistic", "pessimistic"])
+@pytest.mark.parametrize("locking", [pytest.param("none", marks=SLOW),
+                                     pytest.param("optimistic", marks=SLOW), "pessimistic"])
 def test_a_client_that_disconnects_leaves_no_lock(serve: Any, locking: str) -> None:
     """uvicorn lets the view finish after the client has gone: it answers into the void, and
     the session is saved and its lock given back then."""
@@ -215,7 +217,7 @@ class CancelOnDisconnect:
             watcher.cancel()
 
 
-@pytest.mark.parametrize("locking", ["optimistic", "pessimistic"])
+@pytest.mark.parametrize("locking", [pytest.param("optimistic", marks=SLOW), "pessimistic"])
 def test_a_cancelled_request_gives_its_lock_back_and_saves_nothing(
         serve: Any, locking: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from .asgi_apps import starlette_app

@@ -69,7 +69,7 @@ def test_untouched_and_cookieless_requests_make_no_call(serve: Any, framework: s
 
 
 @pytest.mark.parametrize("locking", MODES)
-@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("framework", ONE_FAST)
 def test_a_read_only_request_costs_one_get_item(serve: Any, framework: str,
                                                 locking: str) -> None:
     """none / optimistic: exactly one GetItem; pessimistic: the lock taken on load and given
