@@ -60,3 +60,11 @@ __all__ = [
     "unpack_session",
     "write_units",
 ]
+
+# The parts' public names are this module's (as the compiled core's are ``_core_c``'s): reprs,
+# help() and documentation tools name the twin's public module, not the private part.
+for _name in ("LockRetryBackoff", "attribute_value_size", "decode_session", "encode_session",
+              "item_size", "number_size", "pack_session", "read_units", "unpack_session",
+              "write_units"):
+    globals()[_name].__module__ = __name__
+del _name
