@@ -36,7 +36,7 @@ ATTEMPTS = 3
 # A fragment of the JSON body of each request kind (Faults matches on it).
 DATA_WRITE = '":d"'
 LOCK_TAKE = '":until"'
-RELEASE = '"REMOVE #l, #lu, #pe"'
+RELEASE = '"SET #e = :e REMOVE #l, #lu, #pe"'  # the expiry from before the lock put back
 
 
 @pytest.fixture(autouse=True)
