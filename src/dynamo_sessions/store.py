@@ -27,7 +27,6 @@ from typing import Any
 
 from .clock import ServerClock
 from .config import SessionConfig
-from .transport.client import build_client
 from .metrics import Metrics
 from .protocol.ids import is_valid_session_id, log_id, new_session_id
 from .protocol.item import (
@@ -47,6 +46,7 @@ from .protocol.none import NoLocking
 from .protocol.optimistic import Optimistic
 from .protocol.pessimistic import Pessimistic
 from .transport.botocore import BotocoreDriver
+from .transport.client import build_client
 
 __all__ = [
     "DATA", "EXPIRES", "LOCK", "LOCK_UNTIL_MS", "MOVED", "MOVED_MARKER_SECONDS", "PRIOR_EXPIRES",
