@@ -21,6 +21,7 @@ from django.contrib.sessions.backends.base import CreateError, UpdateError  # no
 from django.test import Client, override_settings  # noqa: E402
 
 from dynamo_sessions import ConfigError  # noqa: E402
+from dynamo_sessions.config import LOCKING_MODES as LOCKINGS  # noqa: E402
 from dynamo_sessions.django import SessionStore, backend  # noqa: E402
 from dynamo_sessions.store import new_session_id  # noqa: E402
 
@@ -33,8 +34,6 @@ from .web_support import (  # noqa: E402
     stored_item,
     unique_name,
 )
-
-LOCKINGS = ["none", "optimistic", "pessimistic"]
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from .clock import ServerClock
 from .config import SessionConfig
-from .transport.client import build_client
 from .metrics import Metrics
 from .protocol.ids import is_valid_session_id, log_id, new_session_id
 from .protocol.item import (
@@ -47,6 +46,7 @@ from .protocol.none import NoLocking
 from .protocol.optimistic import Optimistic
 from .protocol.pessimistic import Pessimistic
 from .transport.botocore import BotocoreDriver
+from .transport.client import build_client
 
 __all__ = [
     "DATA", "EXPIRES", "LOCK", "LOCK_UNTIL_MS", "MOVED", "MOVED_MARKER_SECONDS", "PRIOR_EXPIRES",
@@ -54,6 +54,37 @@ __all__ = [
     "PessimisticSessionStore", "SessionStore", "create_store", "is_valid_session_id", "log_id",
     "new_session_id",
 ]
+
+
+_T = TypeVar("_T")
+
+
+class _Forwarded(Generic[_T]):
+    """An attribute of the store kept on one of its parts (``protocol`` or ``driver``): read
+    and set there, under the same name."""
+
+    def __init__(self, part: str, doc: str | None = None) -> None:
+        self.part = part
+        self.name = ""
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, store: None, owner: type | None = None) -> _Forwarded[_T]: ...
+
+    @overload
+    def __get__(self, store: object, owner: type | None = None) -> _T: ...
+
+    def __get__(self, store: object, owner: type | None = None) -> _T | _Forwarded[_T]:
+        if store is None:
+            return self
+        value: _T = getattr(getattr(store, self.part), self.name)
+        return value
+
+    def __set__(self, store: object, value: _T) -> None:
+        setattr(getattr(store, self.part), self.name, value)
 
 
 class SessionStore:
@@ -85,13 +116,7 @@ class SessionStore:
 
     # --- what the protocol and the driver share with callers ----------------------------------
 
-    @property
-    def client(self) -> Any:
-        return self.driver.client
-
-    @client.setter
-    def client(self, client: Any) -> None:
-        self.driver.client = client
+    client: _Forwarded[Any] = _Forwarded("driver", "The boto3 client the driver calls.")
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -106,22 +131,10 @@ class SessionStore:
         self.driver.monotonic = (clock.monotonic if isinstance(clock, ServerClock)
                                  else time.monotonic)
 
-    @property
-    def monotonic(self) -> Callable[[], float]:
-        """Times lock waits and write retries (replaceable in tests, with ``sleep``)."""
-        return self.protocol.monotonic
-
-    @monotonic.setter
-    def monotonic(self, monotonic: Callable[[], float]) -> None:
-        self.protocol.monotonic = monotonic
-
-    @property
-    def metrics(self) -> Metrics:
-        return self.protocol.metrics
-
-    @metrics.setter
-    def metrics(self, metrics: Metrics) -> None:
-        self.protocol.metrics = metrics
+    monotonic: _Forwarded[Callable[[], float]] = _Forwarded(
+        "protocol", "Times lock waits and write retries (replaceable in tests, with ``sleep``).")
+    metrics: _Forwarded[Metrics] = _Forwarded(
+        "protocol", "The store's call, capacity and outcome totals (:class:`.metrics.Metrics`).")
 
     def item_key(self, session_id: str) -> str:
         """The hash key value for a session id: ``<session_name>_<id>`` (or its SHA-256)."""
