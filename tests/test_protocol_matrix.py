@@ -33,8 +33,8 @@ from dynamo_sessions import SessionConfig, create_store
 from dynamo_sessions.metrics import Metrics
 from dynamo_sessions.protocol.calls import Protocol
 from dynamo_sessions.protocol.steps import Call, Drop, Hold, Operation, Sleep, Step
-from dynamo_sessions.testing.servers import local_client
 from dynamo_sessions.store import STORES
+from dynamo_sessions.testing.servers import local_client
 from dynamo_sessions.transport.recording import RecordingDriver, Transcript
 
 from .conftest import make_table

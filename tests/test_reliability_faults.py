@@ -324,10 +324,12 @@ def test_late_duplicate_of_a_write(setup: Setup, mode: str) -> None:
     assert stored_session(setup, mode, sid) == {"n": 3}
 
 
-@pytest.mark.parametrize("kind", ["throttle", "http500", "drop_before"])
+@pytest.mark.parametrize("kind", ["throttle", "http500", "http502", "drop_before"])
 def test_failed_save_and_release_leave_no_lock(setup: Setup, kind: str) -> None:
     """The save and its release both fail past botocore's attempts: the release gets a second
-    round and the lock is given back, instead of blocking the session for the whole lease."""
+    round and the lock is given back, instead of blocking the session for the whole lease.
+    A 5xx without a DynamoDB error code (``http502``: a proxy's page) is a passing fault too:
+    ``DynamoUnavailable``, and a second round for the release."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     handler = setup.handler("pessimistic")
