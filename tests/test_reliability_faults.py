@@ -133,6 +133,23 @@ def test_lock_take(setup: Setup, kind: str) -> None:
     assert stored_session(setup, "pessimistic", sid) == {"n": 2}
 
 
+def test_the_figures_count_the_retries_of_a_refused_call(setup: Setup) -> None:
+    """A lock take whose answer was lost is retried by botocore and refused (the lock is its
+    own already): the lock operation's figures count that retry, as for a call that succeeded."""
+    from dynamo_sessions.metrics import OperationMetrics
+
+    figures: list[OperationMetrics] = []
+    handler = setup.handler("pessimistic", on_operation=figures.append)
+    sid = new_session_id()
+    handler.write(sid, {"n": 1})
+    figures.clear()
+    setup.proxy.script("drop_after", "UpdateItem", 1, LOCK_TAKE)
+    assert handler.read(sid) == {"n": 1}
+    handler.close()
+    (lock,) = [figure for figure in figures if figure.operation == "lock"]
+    assert (lock.calls, lock.http_retries) == (1, 1)
+
+
 @pytest.mark.parametrize("kind", LOST)
 def test_lock_take_of_an_expired_session_reads_it_as_absent(setup: Setup, kind: str) -> None:
     """The retry finds the item already locked by this request; what it held before (an
@@ -341,10 +358,12 @@ def test_late_duplicate_of_a_write(setup: Setup, mode: str) -> None:
     assert stored_session(setup, mode, sid) == {"n": 3}
 
 
-@pytest.mark.parametrize("kind", ["throttle", "http500", "drop_before"])
+@pytest.mark.parametrize("kind", ["throttle", "http500", "http502", "drop_before"])
 def test_failed_save_and_release_leave_no_lock(setup: Setup, kind: str) -> None:
     """The save and its release both fail past botocore's attempts: the release gets a second
-    round and the lock is given back, instead of blocking the session for the whole lease."""
+    round and the lock is given back, instead of blocking the session for the whole lease.
+    A 5xx without a DynamoDB error code (``http502``: a proxy's page) is a passing fault too:
+    ``DynamoUnavailable``, and a second round for the release."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     handler = setup.handler("pessimistic")
