@@ -6,12 +6,15 @@ measured here, so this counts instructions instead (repeatable for the same bina
 * ``handler``: the request cycle of ``test_bench_handler.py`` (read + write of a changed ~1 KB
   session on a stubbed transport) through ``SessionHandler`` vs the same two bare boto3 calls;
 * ``flask``: the Flask requests of ``test_bench_flask.py`` on its stubbed transport, ours
-  (optimistic, and ``none``) vs flask-session 0.8's DynamoDB backend.
+  (optimistic, and ``none``) vs flask-session 0.8's DynamoDB backend;
+* ``aio``: the request cycle of ``test_bench_aio.py`` (``RequestSession`` read + write of a
+  changed ~1 KB session on a stubbed transport) on ``AsyncSessionStore`` vs ``SessionStore``
+  (batches of ``CYCLES`` requests per event-loop turn; a tenth of the rounds).
 
 Each case runs ``SHORT`` and ``LONG`` times after a warm-up; the difference divided by
 ``LONG - SHORT`` cancels start-up and imports.
 
-    python bench/count_instructions.py [handler|flask]     # needs valgrind
+    python bench/count_instructions.py [handler|flask|aio]     # needs valgrind
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 SHORT, LONG = 50, 250
 
@@ -74,6 +78,18 @@ def flask_requests(case: str, count: int) -> None:
         client.get(path)
 
 
+def aio_cycles(side: str, count: int) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import test_bench_aio as bench
+
+    if side == "aio-async":
+        run: Any = bench.AsyncCycle()
+    else:
+        run, _canned = bench.sync_cycle()
+    for _ in range(2 + count):
+        run()
+
+
 def instructions(side: str, count: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run(
@@ -92,6 +108,17 @@ def per_request(case: str) -> float:
 
 
 def main(which: str) -> None:
+    if which == "aio":
+        sys.path.insert(0, str(Path(__file__).parent))
+        from test_bench_aio import CYCLES
+
+        short, long = SHORT // 10, LONG // 10
+        counts = {side: (instructions(f"aio-{side}", long) - instructions(f"aio-{side}", short))
+                  / ((long - short) * CYCLES) for side in ("sync", "async")}
+        for side, count in counts.items():
+            print(f"{side:6s} {count:12,.0f} instructions per request cycle")
+        print(f"async / sync = {counts['async'] / counts['sync']:.3f}")
+        return
     if which == "handler":
         counts = {side: per_request(side) for side in ("bare", "handler")}
         for side, count in counts.items():
@@ -107,7 +134,9 @@ def main(which: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and ":" in sys.argv[1]:
+    if len(sys.argv) == 3 and sys.argv[1].startswith("aio-"):
+        aio_cycles(sys.argv[1], int(sys.argv[2]))
+    elif len(sys.argv) == 3 and ":" in sys.argv[1]:
         flask_requests(sys.argv[1], int(sys.argv[2]))
     elif len(sys.argv) == 3:
         cycle(sys.argv[1], int(sys.argv[2]))

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("protocol", ("protocol", "protocol.*")),
     ("transport", ("transport", "transport.*", "lease")),
     ("store", ("store", "aio_store")),
-    ("request", ("request", "_mapping")),
+    ("request", ("request", "_mapping", "_request_async")),
     ("operations", ("ops", "ops.*", "table", "stats")),
     ("handler", ("handler",)),
     ("web", ("web", "web.*")),

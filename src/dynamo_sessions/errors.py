@@ -98,6 +98,10 @@ class NotACounter(DynamoSessionsError, TypeError):
     """``increment`` on a value that is not an int or float, or by a non-number."""
 
 
+class SessionReadOnly(DynamoSessionsError, TypeError):
+    """A change to a session that cannot be saved (an ASGI WebSocket's: change it over HTTP)."""
+
+
 class SessionExists(DynamoSessionsError):
     """A create-only write found an item under that id already (Django's ``CreateError``)."""
 

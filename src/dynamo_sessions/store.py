@@ -51,8 +51,8 @@ from .transport.client import build_client
 __all__ = [
     "DATA", "EXPIRES", "LOCK", "LOCK_UNTIL_MS", "MOVED", "MOVED_MARKER_SECONDS", "PRIOR_EXPIRES",
     "STORES", "VERSION", "WRITES", "_LOCK_BYTES", "LoadedSession", "OptimisticSessionStore",
-    "PessimisticSessionStore", "SessionStore", "create_store", "is_valid_session_id", "log_id",
-    "new_session_id",
+    "PessimisticSessionStore", "SessionStore", "StoreBase", "create_store", "is_valid_session_id",
+    "log_id", "new_session_id",
 ]
 
 
@@ -87,36 +87,26 @@ class _Forwarded(Generic[_T]):
         setattr(getattr(store, self.part), self.name, value)
 
 
-class SessionStore:
-    """``locking="none"``: plain reads and writes; the last writer wins, but a session
-    deleted by another request is not brought back (:class:`SessionGone`)."""
+class StoreBase:
+    """What the sync and the asyncio stores share: the config, the protocol of their locking
+    mode (its rules, clock and figures) and the attributes that reach into it.  The stores
+    differ only in the driver that runs the protocol's operations."""
 
     locking = "none"
     protocol_class: type[NoLocking] = NoLocking
+    protocol: NoLocking
 
-    def __init__(
-        self,
-        config: SessionConfig | None = None,
-        client: Any = None,
-        session_name: str = "PHPSESSID",
-        clock: Callable[[], float] | None = None,
-    ) -> None:
+    def _setup(self, config: SessionConfig | None, session_name: str,
+               clock: Callable[[], float] | None) -> None:
         self.config = config or SessionConfig()
-        client = client or self.config.client or build_client(self.config)
         self.session_name = session_name
         clock = clock or ServerClock(warning_seconds=self.config.clock_skew_warning_seconds)
-        self.protocol: NoLocking = self.protocol_class(self.config, session_name, clock,
-                                                       Metrics())
+        self.protocol = self.protocol_class(self.config, session_name, clock, Metrics())
         """The rules of this store's locking mode (operations as generators)."""
-        self.driver = BotocoreDriver(client, self)
-        """Runs the protocol's operations on ``client``."""
-        self.clock = clock
-        self.sleep: Callable[[float], Any] = time.sleep
-        """Sleeps the protocol's waits (replaceable in tests, with ``monotonic``)."""
 
-    # --- what the protocol and the driver share with callers ----------------------------------
-
-    client: _Forwarded[Any] = _Forwarded("driver", "The boto3 client the driver calls.")
+    def _stamp_with(self, monotonic: Callable[[], float]) -> None:
+        """The monotonic clock the driver stamps calls with (``Call.sent`` / ``received``)."""
+        raise NotImplementedError
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -128,8 +118,7 @@ class SessionStore:
     @clock.setter
     def clock(self, clock: Callable[[], float]) -> None:
         self.protocol.clock = clock
-        self.driver.monotonic = (clock.monotonic if isinstance(clock, ServerClock)
-                                 else time.monotonic)
+        self._stamp_with(clock.monotonic if isinstance(clock, ServerClock) else time.monotonic)
 
     monotonic: _Forwarded[Callable[[], float]] = _Forwarded(
         "protocol", "Times lock waits and write retries (replaceable in tests, with ``sleep``).")
@@ -139,6 +128,36 @@ class SessionStore:
     def item_key(self, session_id: str) -> str:
         """The hash key value for a session id: ``<session_name>_<id>`` (or its SHA-256)."""
         return self.protocol.item_key(session_id)
+
+    def writable(self, session: LoadedSession) -> bool:
+        """``session`` can be saved as it is (False: load it again first - a pessimistic
+        session whose lock was given back, or that this request created unlocked)."""
+        return self.protocol.writable(session)
+
+
+class SessionStore(StoreBase):
+    """``locking="none"``: plain reads and writes; the last writer wins, but a session
+    deleted by another request is not brought back (:class:`SessionGone`)."""
+
+    def __init__(
+        self,
+        config: SessionConfig | None = None,
+        client: Any = None,
+        session_name: str = "PHPSESSID",
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._setup(config, session_name, clock)
+        client = client or self.config.client or build_client(self.config)
+        self.driver = BotocoreDriver(client, self)
+        """Runs the protocol's operations on ``client``."""
+        self.clock = self.protocol.clock  # stamps the driver's calls with the clock's own
+        self.sleep: Callable[[float], Any] = time.sleep
+        """Sleeps the protocol's waits (replaceable in tests, with ``monotonic``)."""
+
+    client: _Forwarded[Any] = _Forwarded("driver", "The boto3 client the driver calls.")
+
+    def _stamp_with(self, monotonic: Callable[[], float]) -> None:
+        self.driver.monotonic = monotonic
 
     # --- operations ---------------------------------------------------------------------------
 
@@ -158,11 +177,6 @@ class SessionStore:
         locking mode loads it (takes the lock, learns the version)."""
         return self.driver.run(self.protocol.load_for_write(
             session_id, lifetime_seconds=lifetime_seconds))
-
-    def writable(self, session: LoadedSession) -> bool:
-        """``session`` can be saved as it is (False: load it again first - a pessimistic
-        session whose lock was given back, or that this request created unlocked)."""
-        return self.protocol.writable(session)
 
     def save(self, session: LoadedSession, data: Mapping[str, Any] | None = None, *,
              lifetime_seconds: int | None = None) -> bool:

@@ -143,6 +143,24 @@ def set_cookie_header(options: WebOptions, value: str, secure: bool,
     return "; ".join(parts)
 
 
+def session_cookie_headers(options: WebOptions, session: RequestSession,
+                           secure: bool) -> tuple[list[tuple[str, str]], bool]:
+    """The response headers a request's session needs (``Vary``, ``Set-Cookie``) and whether a
+    cookie carrying its id is among them; none for a session never loaded."""
+    if not session.loaded:
+        return [], False
+    headers = [("Vary", "Cookie")]
+    if session.needs_cookie or (options.cookie_max_age_seconds is not None
+                                and session.id is not None and not session.gone
+                                and not session.moved and not session.needs_cookie_deleted):
+        headers.append(("Set-Cookie", set_cookie_header(
+            options, session.ensure_id(), secure, options.cookie_max_age_seconds)))
+        return headers, True
+    if session.needs_cookie_deleted:
+        headers.append(("Set-Cookie", set_cookie_header(options, "", secure, 0)))
+    return headers, False
+
+
 # --- stores -----------------------------------------------------------------------------------
 
 

@@ -35,7 +35,7 @@ from .web import (
     is_https,
     lock_timeout_response,
     read_cookie,
-    set_cookie_header,
+    session_cookie_headers,
     store_of,
     valid_cookie_id,
 )
@@ -126,24 +126,12 @@ class _Response:
         self.server_write = self.server_start_response(self.status, headers, self.exc_info)
 
     def session_headers(self) -> list[tuple[str, str]]:
-        session, options = self.session, self.options
-        if not session.loaded:
-            return []
-        headers = [("Vary", "Cookie")]
+        options = self.options
         secure = options.cookie_secure is True or (
             options.cookie_secure == "auto"
             and is_https(self.environ, options.trust_forwarded_proto)
         )
-        if session.needs_cookie or (options.cookie_max_age_seconds is not None
-                                    and session.id is not None and not session.gone
-                                    and not session.moved
-                                    and not session.needs_cookie_deleted):
-            value = session.ensure_id()
-            headers.append(("Set-Cookie", set_cookie_header(
-                options, value, secure, options.cookie_max_age_seconds)))
-            self.cookie_sent = True
-        elif session.needs_cookie_deleted:
-            headers.append(("Set-Cookie", set_cookie_header(options, "", secure, 0)))
+        headers, self.cookie_sent = session_cookie_headers(options, self.session, secure)
         return headers
 
     def finish(self) -> None:

@@ -29,6 +29,7 @@ from botocore.exceptions import ClientError
 from ..errors import CorruptSession, LockLost, LockTimeout
 from ..metrics import logger
 from ..transport.translate import is_condition_failure
+from . import interrupted
 from .calls import retried, transient
 from .ids import log_id
 from .item import (
@@ -85,7 +86,7 @@ class Pessimistic(NoLocking):
                 # On failure the item comes back too (no extra charge): it sizes the WCU
                 # DynamoDB charges for the failed attempt but does not report.
                 # The old expiry is kept in the item while locked (PRIOR_EXPIRES, NULL for none).
-                response = yield from self._call("UpdateItem", {
+                response = yield from interrupted.taking(self, key, token, session_id, {
                     "Key": self._key(key), "UpdateExpression": _TAKE,
                     "ConditionExpression": _FREE,
                     "ExpressionAttributeNames": {"#l": LOCK, "#lu": LOCK_UNTIL_MS,

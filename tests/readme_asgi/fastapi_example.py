@@ -1,0 +1,33 @@
+import os
+
+from fastapi import FastAPI, Request
+
+from dynamo_sessions import SessionConfig
+from dynamo_sessions.asgi import SessionMiddleware
+
+app = FastAPI()
+app.add_middleware(
+    SessionMiddleware,
+    config=SessionConfig(table_name=os.environ.get("SESSIONS_TABLE", "sessions"),
+                         locking="optimistic"),
+)
+
+
+@app.post("/cart/{item}")
+async def add_to_cart(item: str, request: Request) -> dict[str, list[str]]:
+    cart = [*request.session.get("cart", []), item]
+    request.session["cart"] = cart  # saved once, before the response starts
+    return {"cart": cart}
+
+
+@app.post("/login")
+async def login(request: Request) -> dict[str, int]:
+    request.session.regenerate()  # a new session id on login; the cart stays
+    request.session["user"] = (await request.json())["user"]
+    return {"logins": request.session.increment("logins")}
+
+
+@app.post("/logout")
+async def logout(request: Request) -> dict[str, str]:
+    request.session.destroy()  # the item is deleted, the cookie expired
+    return {}
