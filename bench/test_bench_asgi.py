@@ -15,12 +15,14 @@ lost update or an error fails the case.
 
 Sides (``SIDES``, one parametrize entry each):
 
-* ``thread-pool`` - today's ``dynamo_sessions.django`` under ASGI: ``aget`` loads through
-  ``sync_to_async(thread_sensitive=False)`` (the loop's default executor, min(32, cores + 4)
-  threads), the sync middleware saves on the request's thread;
-* the native asyncio path is added here as one more entry once the async store exists (the
-  same app, its engine and middleware chosen by ``ASGI_APP_SESSION_ENGINE`` /
-  ``ASGI_APP_MIDDLEWARE``).
+* ``thread-pool`` - the engine's async path before the native one
+  (``tests/django_threadpool_engine.py``, on a boto3 client of ``ASGI_APP_POOL`` = 64
+  connections): ``aget`` loads through ``sync_to_async(thread_sensitive=False)`` (the loop's
+  default executor, min(32, cores + 4) threads), the sync middleware saves on the
+  thread-sensitive thread;
+* ``native`` - ``dynamo_sessions.django`` as it is: ``aload`` / ``asave`` on the event loop
+  through the async store (aiobotocore, ``MAX_POOL_CONNECTIONS`` = 64 connections), the
+  middleware in its async mode - no thread.
 
     pytest bench/test_bench_asgi.py --benchmark-only -s      # prints the side-by-side table
     pytest bench/test_bench_asgi.py --benchmark-disable      # a short run, as a test
@@ -46,9 +48,9 @@ from tests.asgi_support import LatencyProxy, UvicornProcess
 
 from dynamo_sessions.testing.servers import local_client
 
-dynamodb_local = test_fixtures.dynamodb_local
-"""DynamoDB Local for the whole run (the test suite's fixture: it fails rather than skips
-when ``DYNAMO_SESSIONS_REQUIRE_DYNAMODB_LOCAL`` is set)."""
+pytest_plugins = ["dynamo_sessions.testing.plugin"]
+"""``dynamodb_local``: DynamoDB Local for the whole run (the plugin's fixture; it fails rather
+than skips when ``DYNAMO_SESSIONS_REQUIRE_DYNAMODB_LOCAL`` is set)."""
 
 CLIENTS = 64
 LATENCIES_MS = [5, 25]
@@ -70,7 +72,11 @@ class Side:
 
 
 SIDES = {
-    "thread-pool": Side("tests.asgi_django_app:application"),
+    "thread-pool": Side("tests.asgi_django_app:application", {
+        "ASGI_APP_ASYNC": "thread",
+        "ASGI_APP_SESSION_ENGINE": "tests.django_threadpool_engine",
+        "ASGI_APP_MIDDLEWARE": "tests.django_threadpool_engine.SessionMiddleware"}),
+    "native": Side("tests.asgi_django_app:application", {"ASGI_APP_ASYNC": "native"}),
 }
 RESULTS: dict[tuple[str, int], dict[str, float]] = {}
 

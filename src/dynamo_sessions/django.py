@@ -55,6 +55,7 @@ from .handler import SessionHandler
 from .merge import Number
 from .store import SessionStore as DynamoStore
 from .store import is_valid_session_id, new_session_id
+from .transport.aio import shielded
 from .web import RequestSession, valid_cookie_id
 
 __all__ = ["DJANGO_ID_PATTERN", "MAX_KEY_BYTES", "WEB_OPTIONS", "SessionMiddleware",
@@ -324,7 +325,13 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         self.process_request(request)  # makes the session object: no call
-        response = await self.get_response(request)
+        try:
+            response = await self.get_response(request)
+        except BaseException:  # cancelled (the client went away): give the lock back
+            session = getattr(request, "session", None)
+            if isinstance(session, SessionStore):
+                await shielded(session.arelease_lock())
+            raise
         return await self.aprocess_response(request, response)
 
     def process_exception(self, request: HttpRequest,

@@ -114,8 +114,8 @@ class _Backend:
 
     def async_request(self) -> Any:
         """A request session on the async store (made, with the store, on first use)."""
+        from .aio_request import AsyncRequestSession
         from .aio_store import create_async_store
-        from .request import AsyncRequestSession  # type: ignore[attr-defined]
 
         with _backend_lock:
             if self.async_store is None:

@@ -66,7 +66,7 @@ class InterfaceRules:
                  lock_timeout_status: int = 503,
                  lock_timeout_body: str = WebOptions.lock_timeout_body,
                  retry_after_seconds: int = 1) -> None:
-        self.store = store_of(handler_or_store)
+        self.store: Any = self._store_of(handler_or_store)
         """The one store: a permanent session's lifetime travels with its save."""
         self.options = WebOptions(strict=strict, id_pattern=id_pattern,
                                   trust_forwarded_proto=trust_forwarded_proto,
@@ -74,6 +74,9 @@ class InterfaceRules:
                                   lock_timeout_status=lock_timeout_status,
                                   lock_timeout_body=lock_timeout_body,
                                   retry_after_seconds=retry_after_seconds)
+
+    def _store_of(self, handler_or_store: Any) -> Any:
+        return store_of(handler_or_store)
 
     def _locked(self, exc: LockTimeout) -> BaseException:
         options = self.options
@@ -178,7 +181,8 @@ def _release_at_teardown(_exc: BaseException | None) -> None:
         session.release()
 
 
-def options_from_config(config: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def options_from_config(config: Any, interface_names: tuple[str, ...] = INTERFACE_OPTIONS
+                        ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(SessionConfig options, interface options) from ``DYNAMO_SESSIONS_*`` keys."""
     store_options: dict[str, Any] = {}
     interface_options: dict[str, Any] = {}
@@ -189,13 +193,27 @@ def options_from_config(config: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         name = key[len(CONFIG_PREFIX):].lower()
         if name in known:
             store_options[name] = value
-        elif name in INTERFACE_OPTIONS:
+        elif name in interface_names:
             interface_options[name] = value
         else:
-            raise ConfigError(f"unknown Flask setting {key!r}: DYNAMO_SESSIONS_ + one of "
-                              f"{sorted(known + list(INTERFACE_OPTIONS))} (upper case)")
+            raise ConfigError(f"unknown setting {key!r}: DYNAMO_SESSIONS_ + one of "
+                              f"{sorted(known + list(interface_names))} (upper case)")
     store_options.setdefault("locking", "optimistic")
     return store_options, interface_options
+
+
+def app_options(app_config: Any, options: dict[str, Any],
+                interface_names: tuple[str, ...] = INTERFACE_OPTIONS
+                ) -> tuple[SessionConfig, dict[str, Any]]:
+    """The store's config and the interface's options from an app's ``DYNAMO_SESSIONS_*``
+    keys and ``init_app``'s ``options`` (same names, lower case, taking precedence)."""
+    store_options, interface_options = options_from_config(app_config, interface_names)
+    for name, value in options.items():
+        if name in interface_names:
+            interface_options[name] = value
+        else:
+            store_options[name] = value
+    return SessionConfig.from_options(store_options), interface_options
 
 
 def init_app(app: flask.Flask, interface: DynamoSessionInterface | None = None,
@@ -207,13 +225,7 @@ def init_app(app: flask.Flask, interface: DynamoSessionInterface | None = None,
     teardown, a lock left held by a request that failed before its session was saved.
     """
     if interface is None:
-        store_options, interface_options = options_from_config(app.config)
-        for name, value in options.items():
-            if name in INTERFACE_OPTIONS:
-                interface_options[name] = value
-            else:
-                store_options[name] = value
-        config = SessionConfig.from_options(store_options)
+        config, interface_options = app_options(app.config, options)
         store = create_store(config, session_name=app.config["SESSION_COOKIE_NAME"])
         interface = DynamoSessionInterface(store, **interface_options)
     elif options:
