@@ -115,6 +115,22 @@ urlpatterns = [path("", untouched), path("rw", read_write), path("ro", read_only
                path("hold", hold), path("calls", calls)]
 
 
+def _no_database_signals() -> None:
+    """This app has no database: disconnect ``django.db``'s per-request receivers.
+
+    They are sync functions (``reset_queries``, ``close_old_connections``), so under ASGI
+    Django runs them through ``sync_to_async`` at the start and the end of every request - two
+    hops to a thread made for the request - whatever the session engine; without a database
+    they do nothing.  (Set ``ASGI_APP_DB_SIGNALS=1`` to keep them.)
+    """
+    from django.core import signals
+    from django.db import close_old_connections, reset_queries
+
+    signals.request_started.disconnect(reset_queries)
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+
+
 def __getattr__(name: str) -> Any:
     """``application``, made on first use (after this module, the settings, is loaded)."""
     if name == "application":
@@ -122,5 +138,7 @@ def __getattr__(name: str) -> Any:
 
         global application
         application = get_asgi_application()
+        if os.environ.get("ASGI_APP_DB_SIGNALS", "") in ("", "0"):
+            _no_database_signals()
         return application
     raise AttributeError(name)
