@@ -18,13 +18,14 @@ and retries; ``max_pool_connections`` connections), and closed by :meth:`aclose`
 ``async with store``) - an aiobotocore client belongs to one event loop.
 
 **Cancellation.**  Each operation runs in a task of its own.  When the caller is cancelled
-(a client gone, a timeout), the cancellation is thrown into the operation at the step it
-awaits, and the operation's cleanup - the protocol's own (a failed save releases its lock) -
-runs to its end under :func:`.transport.aio.shielded`, however often the caller is cancelled
-meanwhile; then the caller sees its ``CancelledError``.  A cancelled write may have been
-applied (as a write whose answer was lost): the stored session is the old or the new one,
-never a mix, and no lock of the request remains.  A lock taken by a load whose caller was
-cancelled as it finished is released.
+(a client gone, a timeout), the cancellation is thrown into the operation - at once during a
+lock wait; during a call, once the call's answer is back (a call cut off mid-flight could
+still be applied after the cleanup's own calls) - and the operation's cleanup, the
+protocol's own (a failed save releases its lock, an interrupted lock take gives the lock
+back), runs to its end under :func:`.transport.aio.shielded`, however often the caller is
+cancelled meanwhile; then the caller sees its ``CancelledError``.  The stored session is the
+old or the new one, never a mix, and no lock of the request remains.  A lock taken by a load
+whose caller was cancelled just as it finished is released.
 """
 
 from __future__ import annotations
@@ -143,26 +144,27 @@ class AsyncSessionStore(StoreBase):
         is run (shielded too) when the caller was cancelled just as the operation ended.
         """
         client = self._given if self._given is not None else await self.get_client()
-        work = asyncio.ensure_future(aio.run(client, operation, renew=self._renew,
+        flight = _Flight(client)
+        work = asyncio.ensure_future(aio.run(flight, operation, renew=self._renew,
                                              monotonic=self._stamp, sleep=self.sleep))
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
-            await aio.shielded(self._finish(client, work, undo))
+            await aio.shielded(self._finish(flight, work, undo))
             raise
 
-    async def _finish(self, client: aio.AsyncDynamoClient, work: asyncio.Task[T],
+    async def _finish(self, flight: _Flight, work: asyncio.Task[T],
                       undo: Callable[[T], Operation[None]] | None) -> None:
         """The caller was cancelled: the operation's own cleanup, or ``undo`` of its result."""
         if not work.done():
-            work.cancel()  # thrown into the operation at the step it awaits
+            flight.cancel(work)
         try:
             result = await work
         except BaseException:  # cancelled, or failed in its cleanup: nothing more to undo
             return
         if undo is not None:
-            await aio.run(client, undo(result), renew=self._renew, monotonic=self._stamp,
-                          sleep=self.sleep)
+            await aio.run(flight.client, undo(result), renew=self._renew,
+                          monotonic=self._stamp, sleep=self.sleep)
 
     # --- operations ---------------------------------------------------------------------------
 
@@ -210,6 +212,50 @@ class AsyncSessionStore(StoreBase):
     async def exists(self, session_id: str) -> bool:
         """True when a live (unexpired) session is stored under ``session_id``."""
         return await self.run(self.protocol.exists(session_id))
+
+
+class _Flight:
+    """One operation's view of the client: a cancellation that comes while a call is in
+    flight is held until the call's answer (or error) is back, then raised in its place.
+
+    A call cut off mid-flight may still be applied by DynamoDB *after* the cleanup's own
+    calls (a lock release refused, then the lock take arriving): so no call is cut off.  The
+    operation sees the cancellation as an answer lost - what it has to assume of any call.
+    A lock wait (a sleep) is cut off at once.
+    """
+
+    __slots__ = ("calling", "client", "meta", "pending")
+
+    def __init__(self, client: aio.AsyncDynamoClient) -> None:
+        self.client = client
+        self.meta = client.meta
+        self.calling = False
+        self.pending = False
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    def cancel(self, work: asyncio.Task[Any]) -> None:
+        """Cancel ``work`` now, or when the call it awaits has its answer."""
+        if self.calling:
+            self.pending = True
+        else:
+            work.cancel()
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        method = getattr(self.client, name)
+
+        async def call(**params: Any) -> Any:
+            self.calling = True
+            try:
+                return await method(**params)
+            finally:
+                self.calling = False
+                if self.pending:
+                    self.pending = False
+                    raise asyncio.CancelledError  # the caller's, held during the call
+
+        return call
 
 
 class AsyncOptimisticSessionStore(AsyncSessionStore):

@@ -12,6 +12,7 @@ holder's data.
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -29,6 +30,7 @@ from .item import (
     EXPIRES,
     LOCK,
     LOCK_UNTIL_MS,
+    MOVED,
     PRIOR_EXPIRES,
     LoadedSession,
     _before_lock,
@@ -99,6 +101,14 @@ class Pessimistic(NoLocking):
                     # was before is the one found, less the lock, with its old expiry back.
                     response = {"Attributes": _before_lock(found)}
                     break
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    # Interrupted while in flight (a task cancelled, a KeyboardInterrupt): the
+                    # take may have been applied, its answer lost - give back what it took.
+                    yield from self._give_back(key, token, session_id)
+                raise
             retries += 1
             tally.retries = retries
             pause = self._pause(backoff)
@@ -143,6 +153,41 @@ class Pessimistic(NoLocking):
             session.moved = loaded.moved
         self._report("lock", session, tally, lock_wait_seconds=waited)
         return session
+
+    def _give_back(self, key: str, token: str, session_id: str) -> Operation[None]:
+        """Undo a lock take of ``token`` that may have been applied: the lock-only item of a new
+        or expired session is deleted (as :meth:`release` deletes it), any other loses the
+        lock attributes (its expiry refreshed, as a release leaves it); a lock that is not
+        ``token``'s is not touched.  Never raises (a lock left behind ends with its lease)."""
+        names = {"#l": LOCK, "#lu": LOCK_UNTIL_MS, "#pe": PRIOR_EXPIRES}
+        values: dict[str, Any] = {":t": {"S": token}}
+        try:
+            try:
+                yield from self._call("DeleteItem", {
+                    "Key": self._key(key), "ExpressionAttributeNames": {
+                        "#l": LOCK, "#pe": PRIOR_EXPIRES, "#d": DATA, "#m": MOVED},
+                    "ConditionExpression": "#l = :t AND attribute_not_exists(#m) AND ("
+                    "attribute_not_exists(#d) OR (attribute_type(#pe, :n) AND #pe < :cutoff))",
+                    "ExpressionAttributeValues": {
+                        **values, ":n": {"S": "N"},
+                        ":cutoff": {"N": str(math.ceil(self._cutoff()))}},
+                })
+                return
+            except ClientError as exc:
+                if not is_condition_failure(exc):
+                    raise
+            yield from self._call("UpdateItem", {
+                "Key": self._key(key), "UpdateExpression": "REMOVE #l, #lu, #pe",
+                "ConditionExpression": "#l = :t", "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            })
+        except ClientError as exc:
+            if not is_condition_failure(exc):  # refused: the take was not applied
+                logger.warning("session %s: an interrupted lock take could not be given back "
+                               "(%s); it ends with its lease", log_id(session_id), exc)
+        except Exception as exc:
+            logger.warning("session %s: an interrupted lock take could not be given back "
+                           "(%s); it ends with its lease", log_id(session_id), exc)
 
     def load_for_write(self, session_id: str, *,
                        lifetime_seconds: int | None = None) -> Operation[LoadedSession]:
