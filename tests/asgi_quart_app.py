@@ -4,7 +4,8 @@ Views: ``/`` never touches the session; ``/rw`` reads the counter ``n`` and writ
 one; ``/ro`` only reads it; ``/inc`` adds one with ``session.increment``; ``/login``
 regenerates the session id (keeping the data), ``/logout`` destroys the session; ``/hold``
 reads the session, then waits a minute (a client that gives up before its answer);
-``/fail`` reads it, sets a key, then fails (Quart answers 500).
+``/fail`` reads it, sets a key, then fails (Quart answers 500); the websocket ``/ws`` adds one
+to ``n`` for each ``inc`` it receives, until any other message.
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ def make_app(**options: Any) -> quart.Quart:
         await session.load()
         session["failed"] = True
         raise RuntimeError("the view failed")
+
+    @app.websocket("/ws")
+    async def counter_socket() -> None:
+        await session.load()
+        while (message := await quart.websocket.receive()) == "inc":
+            await quart.websocket.send(str(session.increment("n")))
 
     init_app(app, **options)
     return app

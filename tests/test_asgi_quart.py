@@ -214,3 +214,53 @@ def test_unknown_settings_are_rejected() -> None:
 
     with pytest.raises(ConfigError):
         init_app(app)
+
+
+def test_a_websocket_saves_the_handshakes_session_when_it_closes(
+        dynamodb_local: DynamoDBLocal, quart_table: tuple[Any, str]) -> None:
+    app = serve(dynamodb_local, quart_table[1], locking="optimistic")
+
+    async def scenario() -> list[str]:
+        client = app.test_client()
+        assert await (await client.get("/rw")).get_data(as_text=True) == "1"
+        async with client.websocket("/ws") as socket:
+            answers = []
+            for _ in range(3):
+                await socket.send("inc")
+                answers.append(await socket.receive())
+            await socket.send("done")
+        await asyncio.sleep(0)
+        answers.append(await (await client.get("/ro")).get_data(as_text=True))
+        store: Any = app.session_interface.store
+        store.metrics.reset()
+        async with app.test_client().websocket("/ws") as fresh:  # no cookie: a new session
+            await fresh.send("inc")
+            answers.append(await fresh.receive())
+            await fresh.send("done")
+        await asyncio.sleep(0)
+        answers.append(str(store.metrics.total_calls))  # never stored: no client has its id
+        await store.aclose()
+        return answers
+
+    assert asyncio.run(scenario()) == ["2", "3", "4", "4", "1", "0"]
+
+
+def test_the_readme_snippet(dynamodb_local: DynamoDBLocal,
+                            quart_table: tuple[Any, str]) -> None:
+    from quart import Quart, session
+
+    from dynamo_sessions.quart import init_app
+
+    app = Quart(__name__)
+    app.config["DYNAMO_SESSIONS_TABLE_NAME"] = quart_table[1]  # README: "sessions"
+    app.config["DYNAMO_SESSIONS_ENDPOINT_URL"] = dynamodb_local.endpoint_url  # (the test's)
+    app.config["DYNAMO_SESSIONS_REGION_NAME"] = "us-east-1"
+    init_app(app)
+
+    @app.get("/visits")
+    async def visits() -> str:
+        await session.load()
+        return str(session.increment("visits"))
+
+    with UvicornThread(app) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        assert [client.get("/visits").text for _ in range(3)] == ["1", "2", "3"]

@@ -22,6 +22,10 @@ of calls::
         session["cart"] = [*session.get("cart", []), (await request.form)["item"]]
         return "added"
 
+A websocket gets the session of its handshake's cookie (``await session.load()`` too); what it
+changes is saved when it closes.  No cookie can be sent then, so a session the websocket started
+or regenerated is not stored.
+
 Using the data of a session not loaded raises :class:`~.errors.SessionNotLoaded`.  With
 ``DYNAMO_SESSIONS_AUTOLOAD = True`` every request carrying a session cookie loads it before
 the view (no ``await`` needed - but each such request costs a read, and with pessimistic
@@ -95,9 +99,9 @@ class DynamoSessionInterface(InterfaceRules, SessionInterface):  # type: ignore[
                            response: Any) -> None:
         if not isinstance(session, QuartSession):
             return
-        if response is None:  # a websocket's close: nothing to answer with
-            await shielded(session.asave() if session.loaded and not session.lock_failed
-                           else session.arelease())
+        if response is None:  # a websocket closed: no answer, so no cookie can be sent
+            keep = session.loaded and not session.lock_failed and not session.needs_cookie
+            await shielded(session.asave() if keep else session.arelease())
             return
         if not self._to_save(app, session, response):
             await session.arelease()  # never read (no call), or its lock was not had
@@ -114,9 +118,11 @@ class DynamoSessionInterface(InterfaceRules, SessionInterface):  # type: ignore[
 
 
 async def _release_at_teardown(_exc: BaseException | None) -> None:
-    """Release a lock still held when the request ends without ``save_session`` (an error,
-    or the client went away and the view was cancelled)."""
-    session = quart.globals.request_ctx.session if quart.has_request_context() else None
+    """Release a lock still held when the request (or websocket) ends without
+    ``save_session`` (an error, or the client went away and the view was cancelled)."""
+    session = (quart.globals.request_ctx.session if quart.has_request_context()
+               else quart.globals.websocket_ctx.session if quart.has_websocket_context()
+               else None)
     if isinstance(session, QuartSession):
         await shielded(session.arelease())
 
@@ -127,8 +133,8 @@ def init_app(app: quart.Quart, interface: DynamoSessionInterface | None = None,
 
     Without ``interface`` one is built from ``app.config`` (``DYNAMO_SESSIONS_*``) and
     ``options`` (same names, lower case, taking precedence) on an async store.  Also
-    releases, at request teardown, a lock left held by a request that failed or was
-    cancelled before its session was saved.
+    releases, at request (and websocket) teardown, a lock left held by a request that failed
+    or was cancelled before its session was saved.
     """
     if interface is None:
         config, interface_options = app_options(app.config, options, INTERFACE_OPTIONS)
@@ -138,5 +144,6 @@ def init_app(app: quart.Quart, interface: DynamoSessionInterface | None = None,
         raise TypeError("give either an interface or options, not both")
     app.session_interface = interface  # type: ignore[assignment]
     app.teardown_request(_release_at_teardown)
+    app.teardown_websocket(_release_at_teardown)
     return interface
 
