@@ -72,7 +72,7 @@ def make_app(**options: Any) -> quart.Quart:
     @app.websocket("/ws")
     async def counter_socket() -> None:
         await session.load()
-        while (message := await quart.websocket.receive()) == "inc":
+        while await quart.websocket.receive() == "inc":
             await quart.websocket.send(str(session.increment("n")))
 
     init_app(app, **options)
