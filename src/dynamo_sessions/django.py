@@ -369,7 +369,7 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
                 session.presaved()
             return self._respond(request, session, response)
         finally:
-            await session.arelease_lock()
+            await shielded(session.arelease_lock())  # even if cancelled meanwhile
 
     def _respond(self, request: HttpRequest, session: SessionStore,
                  response: HttpResponse) -> HttpResponse:
