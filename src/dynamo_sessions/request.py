@@ -7,10 +7,16 @@ The WSGI middleware, the Flask interface and Django's ``SessionStore`` hold one
 is retired), destroy (logout), counters, the release of a held lock on error or when nothing is
 written, the cookie decisions, and the item's lifetime, which travels with each write.
 
-Every store call is in one of a few small methods (``_load``, ``_load_for_write``, ``_save``,
-``_create``, ``_release``, ``_retire``, ``_delete``, ``_exists``); the rest is free of I/O, so
-that an asyncio runner can drive the same rules later.  The locking mode is never tested here:
-what a mode needs is the store's to say (``load_for_write``, ``writable``).
+Every rule that calls the store is an operation of the protocol's kind (:mod:`.protocol.steps`:
+a generator that ``yield from``-s the store's protocol operations - ``store.protocol.load``,
+``.save``, ...), so one set of rules runs on either store: the sync methods (``save``,
+``release``, ``write``, ...) run it on a :class:`SessionStore`'s driver, their async twins
+(``aopen``, ``aload``, ``asave``, ``arelease``, ``arelease_locks``, ``awrite``, ``acreate``,
+``asave_existing``, ``adelete``, ``aretire_old``, ``aexists``) on an
+:class:`~.aio_store.AsyncSessionStore`'s.  With an async store, the data is read by ``await
+session.aopen()`` before the dict is used (a dict access that would need a call raises
+``TypeError``).  The locking mode is never tested here: what a mode needs is the store's to
+say (``load_for_write``, ``writable``).
 """
 
 from __future__ import annotations
@@ -19,14 +25,15 @@ import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._mapping import SessionMapping
+from ._mapping import SessionState
+from ._request_async import AsyncTwins
 from .errors import LockLost, LockTimeout, SessionGone, SessionMoved
-from .merge import Number
 from .metrics import logger
-from .store import LoadedSession, SessionStore, log_id, new_session_id
+from .protocol.steps import Operation, T
+from .store import LoadedSession, StoreBase, log_id, new_session_id
 
 
-class RequestSession(SessionMapping):
+class RequestSession(AsyncTwins, SessionState):
     """One request's session: a dict-like object loaded on first access, saved once at the end.
 
     ``regenerate()`` moves the data to a new id (at save the old item becomes a short-lived
@@ -40,7 +47,7 @@ class RequestSession(SessionMapping):
     ``session_lifetime_seconds``) is how long the item lives after this request's write.
     """
 
-    def __init__(self, store: SessionStore, cookie_id: str | None = None, *,
+    def __init__(self, store: StoreBase, cookie_id: str | None = None, *,
                  strict: bool = True, cookie_present: bool = False,
                  on_lock_timeout: Callable[[LockTimeout], BaseException] | None = None,
                  lifetime_seconds: int | None = None, keep_empty: bool = False) -> None:
@@ -65,52 +72,65 @@ class RequestSession(SessionMapping):
         self._existing_id: str | None = None
         self._old: LoadedSession | None = None
         self._doomed: list[LoadedSession] = []
+        self._spare: list[LoadedSession] = []  # held, then replaced: released at the latest
         self._new_id: str | None = None
         self._finished = False
         self._failure: BaseException | None = None
 
-    # --- store calls (the only I/O) -------------------------------------------------------------
+    # --- store calls: the protocol's operations ----------------------------------------------
 
-    def _load(self, session_id: str) -> LoadedSession:
-        return self.store.load(session_id, lifetime_seconds=self.lifetime_seconds)
+    def _run(self, operation: Operation[T]) -> T:
+        """Run ``operation`` on the sync store's driver (an async store: only if it makes no
+        call - else ``TypeError``: await the method's async twin instead)."""
+        driver = getattr(self.store, "driver", None)
+        if driver is not None:
+            result: T = driver.run(operation)
+            return result
+        try:
+            step = operation.send(None)
+        except StopIteration as done:
+            value: T = done.value
+            return value
+        operation.close()
+        raise TypeError(f"this session needs a DynamoDB call ({step!r}) but its store is "
+                        "asynchronous: await session.aopen() (or the a-method) first")
 
-    def _load_for_write(self, session_id: str) -> LoadedSession:
-        return self.store.load_for_write(session_id, lifetime_seconds=self.lifetime_seconds)
+    def _load(self, session_id: str) -> Operation[LoadedSession]:
+        return self.store.protocol.load(session_id, lifetime_seconds=self.lifetime_seconds)
 
-    def _save(self, session: LoadedSession, data: Mapping[str, Any]) -> None:
+    def _load_for_write(self, session_id: str) -> Operation[LoadedSession]:
+        return self.store.protocol.load_for_write(session_id,
+                                                  lifetime_seconds=self.lifetime_seconds)
+
+    def _save(self, session: LoadedSession, data: Mapping[str, Any]) -> Operation[bool]:
         session.keep_empty = session.keep_empty or self.keep_empty
-        self.store.save(session, data, lifetime_seconds=self.lifetime_seconds)
+        return self.store.protocol.save(session, data, lifetime_seconds=self.lifetime_seconds)
 
-    def _create(self, session_id: str, data: Mapping[str, Any]) -> LoadedSession:
-        return self.store.create(session_id, data, lifetime_seconds=self.lifetime_seconds)
+    def _create(self, session_id: str, data: Mapping[str, Any]) -> Operation[LoadedSession]:
+        return self.store.protocol.create(session_id, data,
+                                          lifetime_seconds=self.lifetime_seconds)
 
-    def _release(self, session: LoadedSession) -> None:
-        self.store.release(session)
+    def _release(self, session: LoadedSession) -> Operation[None]:
+        return self.store.protocol.release(session)
 
-    def _retire(self, old: LoadedSession, successor: LoadedSession) -> None:
+    def _retire(self, old: LoadedSession, successor: LoadedSession) -> Operation[None]:
         """Retire ``old``'s id in favour of ``successor`` (stored); refused: undo the move."""
         try:
-            self.store.retire(old, successor)
+            yield from self.store.protocol.retire(old, successor)
         except LockLost:
-            self.store.delete(successor.session_id)  # refused: the old id stays
+            yield from self.store.protocol.delete(successor.session_id)  # the old id stays
             raise
-
-    def _delete(self, session_id: str) -> bool:
-        return self.store.delete(session_id)
-
-    def _exists(self, session_id: str) -> bool:
-        return self.store.exists(session_id)
 
     # --- loading ------------------------------------------------------------------------------
 
     def _ensure(self) -> dict[str, Any]:
         self.accessed = True
         if self._data is None:
-            self._open()
+            self._run(self._open())
             assert self._data is not None
         return self._data
 
-    def _open(self) -> None:
+    def _open(self) -> Operation[None]:
         if self._failure is not None:
             raise self._failure
         if self._finished:
@@ -119,15 +139,15 @@ class RequestSession(SessionMapping):
             self._data = {}
             return
         try:
-            loaded = self._load(self._cookie_id)
+            loaded = yield from self._load(self._cookie_id)
         except LockTimeout as exc:  # raised on every access, never an empty session
             self._failure = self._on_lock_timeout(exc) if self._on_lock_timeout else exc
             if self._failure is exc:
                 raise
             raise self._failure from exc
-        self._adopt(loaded)
+        yield from self._adopt(loaded)
 
-    def _adopt(self, loaded: LoadedSession) -> None:
+    def _adopt(self, loaded: LoadedSession) -> Operation[None]:
         """Hold a loaded session - unless it moved, or ``strict`` and the store knew no such
         session: an unknown id is never adopted (no fixation), a moved one never served."""
         if loaded.moved:
@@ -137,71 +157,23 @@ class RequestSession(SessionMapping):
             self._existing_id = loaded.session_id
             self._data = loaded.data
             return
-        self._release(loaded)
+        yield from self._release(loaded)
         self._data = {}
 
     def load(self, session_id: str) -> dict[str, Any]:
         """Load ``session_id`` now (giving back what this request held): its data, ``{}`` for
         an unknown or moved one (then :attr:`existing_id` is None)."""
-        self.release_locks()
+        return self._run(self._load_id(session_id))
+
+    def _load_id(self, session_id: str) -> Operation[dict[str, Any]]:
+        yield from self._release_locks()
         self._cookie_id, self._data, self._existing_id = session_id, None, None
-        return self._ensure()
-
-    @property
-    def loaded(self) -> bool:
-        """The session was read (or started empty) in this request."""
-        return self._data is not None
-
-    @property
-    def lock_failed(self) -> bool:
-        return self._failure is not None
+        self.accessed = True
+        yield from self._open()
+        assert self._data is not None
+        return self._data
 
     # --- ids ----------------------------------------------------------------------------------
-
-    @property
-    def new(self) -> bool:
-        """No stored session is behind this one (yet)."""
-        self._ensure()
-        return self._existing_id is None
-
-    @property
-    def existing_id(self) -> str | None:
-        """The id of the stored session this request holds (None: none)."""
-        return self._existing_id
-
-    @property
-    def id(self) -> str | None:
-        """The session id the client holds or will get; None for a new session not yet given
-        one (an id is given only when the session is stored)."""
-        return self._new_id or self._existing_id
-
-    def ensure_id(self) -> str:
-        """The session's id, giving a new session one now (for a cookie sent up front)."""
-        self._ensure()
-        current = self.id
-        if current is None:
-            current = self._new_id = new_session_id()
-        return current
-
-    def increment(self, key: str, by: Number = 1) -> Number:
-        """Add ``by`` to the number under ``key`` (0 when absent); return the new value here.
-
-        Unlike ``session[key] += by``, no concurrent request's increment is ever lost, in any
-        locking mode; raises :class:`NotACounter` for a value that is not an int or float.
-        """
-        value = self.increment_in(self._ensure(), key, by, self._existing_id)
-        self.modified = True
-        return value
-
-    def increment_in(self, data: dict[str, Any], key: str, by: Number,
-                     session_id: str | None) -> Number:
-        """``increment`` on ``data`` (an adapter's own dict), counted on the held session
-        when it is ``session_id``'s - so the delta travels with its save, never lost."""
-        held = self._held
-        counter = held if held is not None and held.session_id == session_id \
-            else LoadedSession("", "", data)
-        counter.data = data
-        return counter.increment(key, by)
 
     def regenerate(self) -> str:
         """Move the data to a new id (call it on login).  At save the old id is retired: its
@@ -210,6 +182,8 @@ class RequestSession(SessionMapping):
         self._ensure()
         self.moved = False  # a login in a request that raced another login: a fresh session
         self._hold_as_old()
+        if self._spare and getattr(self.store, "driver", None) is not None:
+            self._run(self._release_spare())  # an async store's: at the end of the request
         self._existing_id = None
         self._new_id = new_session_id()
         self.modified = True
@@ -223,7 +197,11 @@ class RequestSession(SessionMapping):
         if self._old is None:
             self._old = held
         else:
-            self._release(held)
+            self._spare.append(held)
+
+    def _release_spare(self) -> Operation[None]:
+        while self._spare:
+            yield from self._release(self._spare.pop())
 
     def destroy(self) -> None:
         """Empty the session and kill its id (logout): its item is deleted at save.
@@ -239,38 +217,24 @@ class RequestSession(SessionMapping):
 
     # --- end of request -----------------------------------------------------------------------
 
-    @property
-    def needs_cookie(self) -> bool:
-        """The client must be sent a (new) id: a new or regenerated session holding data."""
-        if self._data is None or not self._data or self.gone or self.moved:
-            return False
-        return self._new_id is not None or self._existing_id is None
-
-    @property
-    def needs_cookie_deleted(self) -> bool:
-        """The client holds a cookie for a session that no longer exists or never did (and
-        was not moved: the client then holds the new id already)."""
-        if self._data is None or not self.cookie_present or self.moved or self.needs_cookie:
-            return False
-        return self.gone or not self._data
-
     def save(self) -> None:
         """Store the data once (write only when changed or the expiry is due; empty data
         deletes); release every lock.  A session never touched costs no call."""
-        if self._finished:
-            return
-        self._finished = True
-        if self._data is None:
-            return
+        self._run(self._save_all())
+
+    def _save_all(self) -> Operation[None]:
+        finished, self._finished = self._finished, True
         data = self._data
+        if finished or data is None:
+            return
         try:
             while self._doomed:
                 doomed = self._doomed.pop(0)
                 with contextlib.suppress(SessionGone):  # deleted or moved meanwhile: dead
-                    self._save(doomed, {})  # destroyed: deleted
+                    yield from self._save(doomed, {})  # destroyed: deleted
             if self._held is not None:
                 held, self._held = self._held, None
-                self._store(held, data)  # writes only changes; empty data deletes
+                yield from self._store(held, data)  # writes only changes; empty data deletes
             elif self.moved:
                 if data:
                     logger.warning("the cookie's session was moved to a new id by a login "
@@ -278,19 +242,23 @@ class RequestSession(SessionMapping):
             elif data:
                 if self._new_id is None:
                     self._new_id = new_session_id()
-                created = self._create(self._new_id, data)
+                created = yield from self._create(self._new_id, data)
                 if self._old is not None:
                     old, self._old = self._old, None
-                    self._retire(old, created)
+                    yield from self._retire(old, created)
             elif self._old is not None:
                 old, self._old = self._old, None
-                self._store(old, {})  # regenerated, then emptied: deleted
-        finally:
-            self.release_locks()
+                yield from self._store(old, {})  # regenerated, then emptied: deleted
+        except GeneratorExit:
+            raise
+        except BaseException:
+            yield from self._release_locks()
+            raise
+        yield from self._release_locks()
 
-    def _store(self, session: LoadedSession, data: dict[str, Any]) -> None:
+    def _store(self, session: LoadedSession, data: dict[str, Any]) -> Operation[None]:
         try:
-            self._save(session, data)
+            yield from self._save(session, data)
         except SessionMoved:
             self._moved(session)
         except SessionGone:
@@ -306,24 +274,33 @@ class RequestSession(SessionMapping):
 
     def release(self) -> None:
         """Give up any lock without saving (the request failed or was cut short)."""
-        if self._finished:
-            return
-        self._finished = True
-        self.release_locks()
+        self._run(self._release_all())
+
+    def _release_all(self) -> Operation[None]:
+        if not self._finished:
+            self._finished = True
+            yield from self._release_locks()
 
     def release_locks(self) -> None:
         """Give back every lock this request holds, without saving; the session stays usable."""
+        self._run(self._release_locks())
+
+    def _release_locks(self) -> Operation[None]:
         held = [session for session in (self._held, self._old, *self._doomed) if session]
         self._held = self._old = None
         self._doomed = []
         for session in held:
-            self._release(session)
+            yield from self._release(session)
+        yield from self._release_spare()
 
     # --- explicit steps: Django's SessionBase and the PHP protocol ------------------------------
 
     def write(self, data: Mapping[str, Any]) -> bool:
         """Store ``data`` now under the id loaded (or given), giving back its lock (PHP's
         ``write``); a session not loaded first is loaded as its locking mode needs."""
+        return self._run(self._write(data))
+
+    def _write(self, data: Mapping[str, Any]) -> Operation[bool]:
         held, self._held = self._held, None
         if held is None:
             if self.moved:
@@ -332,62 +309,75 @@ class RequestSession(SessionMapping):
                                        "new id (login in another request); nothing was written")
                 return True
             assert self._cookie_id is not None, "write() needs an id: load() or cookie_id"
-            held = self._load_for_write(self._cookie_id)
-        self._save(held, data)
+            held = yield from self._load_for_write(self._cookie_id)
+        yield from self._save(held, data)
         return True
 
     def create(self, session_id: str, data: Mapping[str, Any]) -> None:
         """Store a new session under ``session_id`` now (:class:`SessionExists` when taken)
         and hold it; a session held before is retired by ``delete(its id)`` (Django's
         ``cycle_key``), else released at the end."""
-        created = self._create(session_id, data)
+        self._run(self._create_held(session_id, data))
+
+    def _create_held(self, session_id: str, data: Mapping[str, Any]) -> Operation[None]:
+        created = yield from self._create(session_id, data)
         self._hold_as_old()
+        yield from self._release_spare()
         self._held, self._existing_id, self._new_id = created, session_id, None
 
     def save_existing(self, session_id: str, data: Mapping[str, Any]) -> None:
         """Write ``data`` to the stored session ``session_id`` now; raises
         :class:`SessionGone` (deleted meanwhile: not brought back) or :class:`LockLost`.
         A session moved meanwhile is not written: :attr:`moved` tells."""
+        self._run(self._save_existing(session_id, data))
+
+    def _save_existing(self, session_id: str, data: Mapping[str, Any]) -> Operation[None]:
         held = self._held if self._held is not None and self._held.session_id == session_id \
             else None
         if held is None or not self.store.writable(held):
             # Not loaded in this request (or not as its mode needs to write it): load it, so
             # that a session deleted meanwhile is not brought back.
-            self.release_locks()
-            held = self._load(session_id)
+            yield from self._release_locks()
+            held = yield from self._load(session_id)
             if not held.existed:
-                self._release(held)
+                yield from self._release(held)
                 raise SessionGone(f"session {log_id(session_id)} was deleted by another "
                                   "request; not recreating it")
         self._held = held
         self._existing_id = session_id
         try:
-            self._save(held, data)
+            yield from self._save(held, data)
         except SessionMoved:
             self._moved(held)
 
     def delete(self, session_id: str) -> bool:
         """Delete ``session_id`` now (and any lock on it) - or retire it, when it is the id
         ``create`` moved this request's session from (:meth:`retire_old`)."""
-        if self.retire_old(session_id):
+        return self._run(self._delete(session_id))
+
+    def _delete(self, session_id: str) -> Operation[bool]:
+        if (yield from self._retire_old(session_id)):
             return True
         if self._held is not None and self._held.session_id == session_id:
             self._held = self._existing_id = None  # the delete drops its lock too
         if self._old is not None and self._old.session_id == session_id:
             self._old = None
-        return self._delete(session_id)
+        return (yield from self.store.protocol.delete(session_id))
 
     def retire_old(self, session_id: str) -> bool:
         """When ``session_id`` is the id ``create`` moved the held session from, retire it
         (a marker; what another request wrote to it meanwhile is merged into the session
         held: :attr:`held_data`) and return True; else False, with no call."""
+        return self._run(self._retire_old(session_id))
+
+    def _retire_old(self, session_id: str) -> Operation[bool]:
         old, successor = self._old, self._held
         if old is None or old.session_id != session_id or successor is None \
                 or successor.session_id == session_id:
             return False
         self._old = None
         try:
-            self._retire(old, successor)
+            yield from self._retire(old, successor)
         except LockLost:
             self._held = self._existing_id = None
             raise
@@ -395,9 +385,4 @@ class RequestSession(SessionMapping):
 
     def exists(self, session_id: str) -> bool:
         """A live session is stored under ``session_id``."""
-        return self._exists(session_id)
-
-    @property
-    def held_data(self) -> dict[str, Any] | None:
-        """The data of the session held (after ``delete`` retired an old id: merged)."""
-        return self._held.data if self._held is not None else None
+        return self._run(self.store.protocol.exists(session_id))
