@@ -14,7 +14,7 @@ import httpx
 import pytest
 import quart
 
-from dynamo_sessions.errors import ConfigError
+from dynamo_sessions.errors import ConfigError, SessionNotLoaded
 from dynamo_sessions.testing.servers import DynamoDBLocal
 
 from .asgi_quart_app import make_app
@@ -264,3 +264,26 @@ def test_the_readme_snippet(dynamodb_local: DynamoDBLocal,
 
     with UvicornThread(app) as server, httpx.Client(base_url=server.url, timeout=60) as client:
         assert [client.get("/visits").text for _ in range(3)] == ["1", "2", "3"]
+
+
+def test_data_used_before_the_load_raises_session_not_loaded(
+        dynamodb_local: DynamoDBLocal, quart_table: tuple[Any, str]) -> None:
+    app = serve(dynamodb_local, quart_table[1], locking="optimistic")
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+
+    @app.get("/no-await")
+    async def no_await() -> str:
+        return str(quart.session.get("n", 0))  # no 'await session.load()' first
+
+    async def scenario() -> str:
+        client = app.test_client()
+        assert await (await client.get("/no-await")).get_data(as_text=True) == "0"  # no cookie
+        await client.get("/rw")
+        try:
+            with pytest.raises(SessionNotLoaded, match="await session.load"):
+                await client.get("/no-await")
+        finally:
+            await app.session_interface.store.aclose()  # type: ignore[attr-defined]
+        return "checked"
+
+    assert asyncio.run(scenario()) == "checked"

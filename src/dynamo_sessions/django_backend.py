@@ -22,7 +22,7 @@ from .config import SessionConfig
 from .errors import ConfigError
 from .store import SessionStore as DynamoStore
 from .store import create_store
-from .web import MAX_COOKIE_ID_CHARS, WebOptions
+from .web import MAX_COOKIE_ID_CHARS, RequestSession, WebOptions
 
 WEB_OPTIONS = ("session_name", "id_pattern", "lock_timeout_status", "lock_timeout_body",
                "retry_after_seconds")
@@ -112,16 +112,15 @@ class _Backend:
         self.async_store: Any = None
         """The async store (an ``AsyncSessionStore``), made on the first async call."""
 
-    def async_request(self) -> Any:
+    def async_request(self) -> RequestSession:
         """A request session on the async store (made, with the store, on first use)."""
-        from .aio_request import AsyncRequestSession
         from .aio_store import create_async_store
 
         with _backend_lock:
             if self.async_store is None:
                 self.async_store = create_async_store(self.config,
                                                       session_name=self.session_name)
-        return AsyncRequestSession(self.async_store, keep_empty=True)
+        return RequestSession(self.async_store, keep_empty=True)
 
 
 _backend_lock = threading.Lock()

@@ -94,7 +94,7 @@ class SessionMoved(SessionGone):
     """
 
 
-class SessionNotLoaded(DynamoSessionsError, RuntimeError):
+class SessionNotLoaded(DynamoSessionsError, TypeError):
     """The data of an async session used before it was loaded (``await session.load()``)."""
 
 

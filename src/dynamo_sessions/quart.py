@@ -40,22 +40,28 @@ from typing import Any
 import quart
 from quart.sessions import SessionInterface, SessionMixin
 
-from .aio_request import AsyncRequestSession
 from .aio_store import AsyncSessionStore, create_async_store
-from .errors import SessionBusy
+from .errors import SessionBusy, SessionNotLoaded
 from .flask import INTERFACE_OPTIONS as FLASK_INTERFACE_OPTIONS
 from .flask import InterfaceRules, SessionLocked, app_options
 from .transport.aio import shielded
-from .web import is_https
+from .web import RequestSession, is_https
 
 __all__ = ["DynamoSessionInterface", "QuartSession", "SessionLocked", "init_app"]
 
 INTERFACE_OPTIONS = (*FLASK_INTERFACE_OPTIONS, "autoload")
 
 
-class QuartSession(AsyncRequestSession, SessionMixin):  # type: ignore[override]
-    """Quart's ``session``: an :class:`AsyncRequestSession` with Flask's attributes;
-    ``await session.load()`` reads it (once: later calls return at once)."""
+class QuartSession(RequestSession, SessionMixin):  # type: ignore[override]
+    """Quart's ``session``: a :class:`RequestSession` on the async store, with Flask's
+    attributes; ``await session.load()`` reads it (once: later calls return at once)."""
+
+    def _ensure(self) -> dict[str, Any]:
+        if self._data is None and self.has_cookie_id and self._failure is None \
+                and not self._finished:
+            raise SessionNotLoaded("the session is read by an await: call 'await "
+                                   "session.load()' in the view before using its data")
+        return super()._ensure()  # no cookie: empty, no call
 
     async def load(self) -> QuartSession:  # type: ignore[override]
         await self.aopen()
