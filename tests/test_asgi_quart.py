@@ -280,7 +280,7 @@ def test_data_used_before_the_load_raises_session_not_loaded(
         assert await (await client.get("/no-await")).get_data(as_text=True) == "0"  # no cookie
         await client.get("/rw")
         try:
-            with pytest.raises(SessionNotLoaded, match="await session.load"):
+            with pytest.raises(SessionNotLoaded, match=r"await session\.load\(\)"):
                 await client.get("/no-await")
         finally:
             await app.session_interface.store.aclose()  # type: ignore[attr-defined]
