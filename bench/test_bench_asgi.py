@@ -194,13 +194,22 @@ def side_by_side() -> Iterator[None]:
                      f"{figures['requests_per_second']:>8.1f} {figures['p99_ms']:>8.1f} "
                      f"{figures['p99_rw_ms']:>8.1f} {figures['p99_ro_ms']:>8.1f} "
                      f"{figures['server_cpu_ms_per_request']:>22.2f}")
+    for latency_ms in LATENCIES_MS:
+        native = RESULTS.get(("native", latency_ms))
+        pool = RESULTS.get(("thread-pool", latency_ms))
+        if native and pool:
+            ratio = {name: native[name] / pool[name] for name in
+                     ("requests_per_second", "p99_ms", "server_cpu_ms_per_request")}
+            lines.append(f"native / thread-pool at {latency_ms} ms: requests/s "
+                         f"x{ratio['requests_per_second']:.2f}, p99 x{ratio['p99_ms']:.2f}, "
+                         f"server CPU per request x{ratio['server_cpu_ms_per_request']:.2f}")
     print("\n" + "\n".join(lines))
 
 
 @pytest.mark.dynamodb_local
 @pytest.mark.benchmark(group="asgi")
-@pytest.mark.parametrize("latency_ms", LATENCIES_MS)
-@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("side", SIDES)  # innermost: the sides of one latency run in turn,
+@pytest.mark.parametrize("latency_ms", LATENCIES_MS)  # so a busy machine moves both alike
 def test_asgi_sessions_under_latency(benchmark: Any, dynamodb_local: Any, side: str,
                                      latency_ms: int) -> None:
     table = f"bench-asgi-{uuid.uuid4().hex[:12]}"
