@@ -1,4 +1,5 @@
-"""Realistic session dicts for the benchmarks, and both core implementations.
+"""Realistic session dicts for the benchmarks, both core implementations, and the canned HTTP
+answer of the benchmarks' stubbed transports.
 
 The sessions are what web apps keep: a user profile, a CSRF token, flash messages, a cart, A/B
 flags, timestamps.  Sizes are of the packed msgpack payload: small ~200 B, typical ~1 KB,
@@ -10,10 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import os
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
 
 UTC = dt.timezone.utc
 _NOW = dt.datetime(2026, 11, 23, 19, 5, 42, 123456, tzinfo=UTC)
@@ -40,12 +43,19 @@ def _cart_item(i: int) -> dict[str, Any]:
     }
 
 
-def small_session() -> dict[str, Any]:
+def _signed_in(fresh: bool, id_seed: int, id_length: int, csrf_seed: int) -> dict[str, Any]:
+    """What Flask-Login and a CSRF guard keep in a signed-in user's session."""
     return {
         "_user_id": "8213",
-        "_fresh": True,
-        "_id": _token(6, 64),
-        "csrf_token": _token(1),
+        "_fresh": fresh,
+        "_id": _token(id_seed, id_length),
+        "csrf_token": _token(csrf_seed),
+    }
+
+
+def small_session() -> dict[str, Any]:
+    return {
+        **_signed_in(True, 6, 64, 1),
         "locale": "en_US",
         "last_seen": _NOW,
         "visits": 17,
@@ -54,10 +64,7 @@ def small_session() -> dict[str, Any]:
 
 def typical_session() -> dict[str, Any]:
     return {
-        "_user_id": "8213",
-        "_fresh": False,
-        "_id": _token(2, 40),
-        "csrf_token": _token(3),
+        **_signed_in(False, 2, 40, 3),
         "user": {
             "id": 8213, "name": "Jeremy Lin", "email": "jeremy.lin@example.com",
             "roles": ["customer", "beta"], "plan": "pro", "verified": True,
@@ -123,3 +130,18 @@ def load_core(name: str) -> ModuleType:
 def core(request: pytest.FixtureRequest) -> ModuleType:
     """The compiled core or its pure-Python twin, so every figure has both rows."""
     return load_core(request.param)
+
+
+class _Body:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.body
+
+
+def canned_response(request: Any, body: bytes, request_id: str) -> AWSResponse:
+    """A 200 DynamoDB answer carrying ``body``, for a botocore ``before-send`` handler (the
+    benchmarks' stubbed transports: nothing is sent)."""
+    return AWSResponse(request.url, 200, {"Content-Type": "application/x-amz-json-1.0",
+                                          "x-amzn-RequestId": request_id}, _Body(body))

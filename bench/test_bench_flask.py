@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,9 +36,10 @@ import flask
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from conftest import typical_session
+from conftest import canned_response, typical_session
 from dynamo_sessions import SessionConfig, create_store
 from dynamo_sessions.flask import DynamoSessionInterface
+from dynamo_sessions.testing.calls import CallCounter
 from dynamo_sessions.testing.servers import local_client
 
 OURS_TABLE = "bench-ours"
@@ -53,27 +53,6 @@ BACKENDS = ["moto", "stub"]
 RESULTS: dict[tuple[str, str, str], float] = {}
 STUB_ENDPOINT = "http://127.0.0.1:9"
 """Never contacted: the stub answers before anything is sent."""
-
-
-class Calls:
-    """DynamoDB calls made through a client, by operation."""
-
-    def __init__(self, client: Any) -> None:
-        self.counts: Counter[str] = Counter()
-        self.lock = threading.Lock()
-        client.meta.events.register("before-call.dynamodb", self._count)
-
-    def _count(self, model: Any, **_: Any) -> None:
-        with self.lock:
-            self.counts[model.name] += 1
-
-
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self.body
 
 
 class StubDynamoDB:
@@ -96,9 +75,7 @@ class StubDynamoDB:
         if body.get("ReturnConsumedCapacity") in ("TOTAL", "INDEXES"):
             answer["ConsumedCapacity"] = {"TableName": body.get("TableName"),
                                           "CapacityUnits": 1.0}
-        return AWSResponse(request.url, 200, {"Content-Type": "application/x-amz-json-1.0",
-                                              "x-amzn-RequestId": "stub"},
-                           _Raw(json.dumps(answer).encode()))
+        return canned_response(request, json.dumps(answer).encode(), "stub")
 
     @staticmethod
     def _key(body: dict[str, Any]) -> str:
@@ -141,26 +118,33 @@ class StubDynamoDB:
                                           "AttributeName": "expires"}}
 
 
+def seed() -> str:
+    flask.session.update(typical_session())
+    flask.session["visits"] = 0
+    return "ok"
+
+
+def read_write() -> str:
+    flask.session["visits"] = flask.session.get("visits", 0) + 1
+    return str(flask.session["visits"])
+
+
+def read_only() -> str:
+    return str(flask.session.get("visits"))
+
+
+def untouched() -> str:
+    return "hello"
+
+
+VIEWS = {"/seed": seed, PATHS["read+write"]: read_write, PATHS["read-only"]: read_only,
+         PATHS["untouched"]: untouched}
+"""The views every app of the comparison serves (the same functions for each)."""
+
+
 def add_routes(app: flask.Flask) -> flask.Flask:
-    @app.get("/seed")
-    def seed() -> str:
-        flask.session.update(typical_session())
-        flask.session["visits"] = 0
-        return "ok"
-
-    @app.get("/rw")
-    def read_write() -> str:
-        flask.session["visits"] = flask.session.get("visits", 0) + 1
-        return str(flask.session["visits"])
-
-    @app.get("/ro")
-    def read_only() -> str:
-        return str(flask.session.get("visits"))
-
-    @app.get("/untouched")
-    def untouched() -> str:
-        return "hello"
-
+    for path, view in VIEWS.items():
+        app.add_url_rule(path, view_func=view)
     return app
 
 
@@ -193,7 +177,7 @@ def build(make_client: Any, make_resource: Any) -> dict[str, Any]:
         assert test_client.get("/rw").text == "1"
         test_clients[impl] = test_client
     return {"clients": test_clients,
-            "calls": {impl: Calls(client) for impl, client in clients.items()}}
+            "calls": {impl: CallCounter(client) for impl, client in clients.items()}}
 
 
 def _resource(endpoint_url: str | None) -> Any:
@@ -220,11 +204,11 @@ def _attach_resource(stub: StubDynamoDB, resource: Any) -> Any:
 
 
 def calls_per_request(apps: dict[str, Any], impl: str, path: str) -> dict[str, int]:
-    calls: Calls = apps["calls"][impl]
-    calls.counts.clear()
+    calls: CallCounter = apps["calls"][impl]
+    calls.reset()
     response = apps["clients"][impl].get(path)
     assert response.status_code == 200
-    return dict(calls.counts)
+    return dict(calls.calls)
 
 
 def run(benchmark: Any, backend: tuple[str, dict[str, Any]], impl: str, kind: str) -> None:

@@ -28,21 +28,17 @@ import json
 import os
 import random
 import time
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from conftest import typical_session
+from conftest import canned_response, typical_session
 from dynamo_sessions import SessionConfig, SessionHandler, item_size, read_units, write_units
 from dynamo_sessions import _core as chosen_core
-from dynamo_sessions.testing.servers import (
-    DynamoDBLocal,
-    DynamoDBLocalUnavailable,
-    local_client,
-)
+from dynamo_sessions.testing.plugin import create_sessions_table
+from dynamo_sessions.testing.servers import DynamoDBLocal, local_client
 
 TABLE = "bench-sessions"
 SESSION_ID = "bench-session-id-0123456789abcdefghijklmnop"
@@ -52,18 +48,8 @@ CORE_NAMES = ("encode_session", "decode_session", "number_size", "item_size", "w
 # --- (a) request cycle on a stubbed transport -------------------------------------------------
 
 
-class _Body:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self.body
-
-
 class CannedDynamoDB:
     """Answers GetItem with one stored item and UpdateItem with its consumed capacity."""
-
-    HEADERS = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "canned"}
 
     def __init__(self, client: Any, key: str, payload: bytes) -> None:
         item = {"id": {"S": key}, "data": {"B": base64.b64encode(payload).decode()},
@@ -81,7 +67,7 @@ class CannedDynamoDB:
         operation = target.rsplit(".", 1)[1]
         self.sent.append(operation)
         body = self.get if operation == "GetItem" else self.update
-        return AWSResponse(request.url, 200, self.HEADERS, _Body(body))
+        return canned_response(request, body, "canned")
 
 
 def stub_client() -> Any:
@@ -171,25 +157,10 @@ class VirtualClock:
         return self.now
 
 
-@pytest.fixture(scope="module")
-def ddb_local() -> Iterator[Any]:
-    server = DynamoDBLocal()
-    try:
-        server.start()
-    except (DynamoDBLocalUnavailable, OSError) as exc:
-        if os.environ.get("DYNAMO_SESSIONS_REQUIRE_DYNAMODB_LOCAL", "") not in ("", "0"):
-            pytest.fail(f"DynamoDB Local is required but did not start: {exc}")
-        pytest.skip(f"DynamoDB Local unavailable: {exc}")
-    yield local_client(server.endpoint_url)
-    server.stop()
-
-
-def make_table(client: Any, name: str) -> None:
-    client.create_table(
-        TableName=name, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+@pytest.fixture
+def ddb_local(dynamodb_local: DynamoDBLocal) -> Any:
+    """A client on the plugin's DynamoDB Local (which fails or skips as the plugin says)."""
+    return local_client(dynamodb_local.endpoint_url)
 
 
 def workload(seed: int = 7) -> list[tuple[int, bool]]:
@@ -231,7 +202,7 @@ class Tally:
 
 def replay_ours(client: Any, mode: str) -> Tally:
     table = f"bench-ours-{mode}"
-    make_table(client, table)
+    create_sessions_table(client, table)
     clock = VirtualClock()
     handler = SessionHandler(SessionConfig(table_name=table, locking=mode,
                                            session_lifetime_seconds=LIFETIME_SECONDS), client,
@@ -273,7 +244,7 @@ def replay_php(client: Any, locking: bool = False) -> Tally:
     """The PHP handler's request: GetItem (or, locking, an UpdateItem taking the lock and
     returning the item), then session_write_close always writes data + expires."""
     table = f"bench-php-{'pessimistic' if locking else 'none'}"
-    make_table(client, table)
+    create_sessions_table(client, table)
     now = time.time()
     keys = [f"PHPSESSID_user{i:02d}-session-id-abcdefghijklmnopqrstuvwxyz" for i in range(USERS)]
     payloads = [chosen_core.encode_session(data, 80) for data in initial_sessions()]

@@ -12,6 +12,8 @@ reads each request whole, picks it out by its ``X-Amz-Target`` (``DynamoDB_20120
 * ``delay_late``   - hold past the read timeout, close the client's connection, *then* forward:
   the original lands after (or alongside) the client's retry.
 * ``http500``      - answer HTTP 500 ``InternalServerError`` JSON; nothing is forwarded.
+* ``http502``      - answer HTTP 502 with an HTML page and no DynamoDB error code (a load
+  balancer or proxy in between that lost its upstream); nothing is forwarded.
 * ``throttle``     - answer HTTP 400 ``ProvisionedThroughputExceededException`` (or
   ``throttle_code``) JSON; nothing is forwarded.
 
@@ -44,7 +46,7 @@ from types import TracebackType
 from typing import Any
 
 KINDS = ("drop_before", "drop_after", "delay", "delay_after", "delay_late", "http500",
-         "throttle")
+         "http502", "throttle")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length",
                "proxy-connection", "te", "trailer", "upgrade"}
 _MAX_HEADER_LINES = 200
@@ -248,7 +250,7 @@ class FaultProxy:
                 kind, then = self._choose(request)
                 if self.latency_seconds:
                     self._pause()
-                if kind in ("http500", "throttle"):
+                if kind in ("http500", "http502", "throttle"):
                     if then is not None:
                         then()
                     client.sendall(self._error(kind))
@@ -320,6 +322,10 @@ class FaultProxy:
         return upstream, ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
     def _error(self, kind: str) -> bytes:
+        if kind == "http502":
+            page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+            return (b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(page)) + page
         status, code = ((500, "InternalServerError") if kind == "http500"
                         else (400, self.throttle_code))
         body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}",

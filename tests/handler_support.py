@@ -11,6 +11,8 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 
+from dynamo_sessions import new_session_id
+
 
 class Clock:
     """A wall clock the test moves forward by hand (starts at the real time)."""
@@ -143,3 +145,12 @@ def raw_item(client: Any, table: str, key: str, hash_key: str = "id") -> dict[st
         TableName=table, Key={hash_key: {"S": key}}, ConsistentRead=True
     ).get("Item")
     return item
+
+
+def stored_session(handler: Any, data: dict[str, Any]) -> str:
+    """A new session id whose session ``handler`` has stored as ``data`` (read, then written,
+    as one request does)."""
+    sid = new_session_id()
+    handler.read(sid)
+    handler.write(sid, data)
+    return sid

@@ -6,7 +6,8 @@ became a protocol run by a driver (``python3 -m tests.protocol_golden_scenarios`
 (API name and parameters, as botocore was given them), every lock-wait sleep and every
 outcome.  Random tokens (lock, write, backoff jitter) come from a seeded source and the time
 from a test clock, so a transcript is exact; the one scenario on the ``ServerClock`` blanks
-the epoch times it sends.
+the epoch times it sends.  A fix that changes a request on purpose re-records them (the
+command above) and names each changed request in its commit message.
 """
 
 from __future__ import annotations

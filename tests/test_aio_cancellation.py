@@ -109,11 +109,14 @@ async def prepare_save(store: AsyncSessionStore, hook: Cancelling, sid: str,
 
 
 def run_points(config: SessionConfig, sync_client: Any, scenario: str, at: int | None,
-               when: str) -> tuple[list[str], bool, dict[str, Any], bool]:
+               when: str) -> tuple[list[str], bool, dict[str, Any], bool, dict[str, Any]]:
     """Run ``scenario`` once, cancelled at point ``at`` (None: not cancelled): the points it
-    went through, whether it was cancelled, the item stored after it, whether it fired."""
+    went through, whether it was cancelled, the item stored after it, whether it fired, the
+    item as stored before the operation."""
     sid = new_session_id()
     other = create_store(config.replace(client=sync_client))
+    key = other.item_key(sid)
+    before: dict[str, Any] = {}
     held: list[LoadedSession] = []
 
     async def main() -> tuple[list[str], bool]:
@@ -125,7 +128,8 @@ def run_points(config: SessionConfig, sync_client: Any, scenario: str, at: int |
                 session = await prepare_save(store, hook, sid, scenario == "merge")
                 work: Awaitable[Any] = store.save(session)
             else:  # a pessimistic load; "wait": it first waits for another request's lock
-                await store.create(sid, OLD)
+                await store.create(sid, OLD, lifetime_seconds=600)  # not the take's
+                before.update(stored(sync_client, config.table_name, key))
                 if scenario == "wait":
                     held.append(other.load(sid))
                     hook.on_second_sleep = lambda: other.release(held[0])
@@ -145,8 +149,7 @@ def run_points(config: SessionConfig, sync_client: Any, scenario: str, at: int |
     points, cancelled, fired = asyncio.run(main())
     for holder in held:
         other.release(holder)  # cancelled before it was released (no-op if it was)
-    key = create_store(config.replace(client=sync_client)).item_key(sid)
-    return points, cancelled, stored(sync_client, config.table_name, key), fired
+    return points, cancelled, stored(sync_client, config.table_name, key), fired, before
 
 
 @pytest.mark.parametrize(("scenario", "locking"), [
@@ -159,7 +162,7 @@ def test_cancelled_at_every_await_point(dynamodb_local: Any, ddb_local_client: A
                                         local_table: str, scenario: str, locking: str) -> None:
     config = SessionConfig(table_name=local_table, endpoint_url=dynamodb_local.endpoint_url,
                            locking=locking, max_lock_wait_seconds=5)
-    points, cancelled, item, _ = run_points(config, ddb_local_client, scenario, None,
+    points, cancelled, item, _, _ = run_points(config, ddb_local_client, scenario, None,
                                             "before")
     assert not cancelled and LOCK not in item
     if scenario == "wait":
@@ -167,7 +170,7 @@ def test_cancelled_at_every_await_point(dynamodb_local: Any, ddb_local_client: A
     outcomes = []
     for at in range(len(points)):
         for when in WHEN:
-            _, cancelled, item, fired = run_points(config, ddb_local_client, scenario,
+            _, cancelled, item, fired, before = run_points(config, ddb_local_client, scenario,
                                                    at, when)
             assert fired, (at, when)
             assert LOCK not in item, (scenario, at, when, item)
@@ -176,8 +179,9 @@ def test_cancelled_at_every_await_point(dynamodb_local: Any, ddb_local_client: A
                 allowed = [{**OLD, "theirs": 1}, {**NEW, "theirs": 1}]
             elif scenario == "save":
                 allowed = [OLD, NEW]
-            else:
+            else:  # a load: the item as it was, its own expiry back
                 allowed = [OLD]
+                assert item == before, (scenario, at, when, item, before)
             assert data in allowed, (scenario, at, when, data)
             outcomes.append((at, when, cancelled))
     # every run was cancelled: the cancellation is never swallowed

@@ -56,7 +56,8 @@ DOCUMENTED_DEFAULTS: dict[str, Any] = {
     "expiry_refresh_fraction": 0.5, "delete_expired_on_read": True, "max_write_retries": 64,
     "compress": True, "hash_session_ids": True, "boto_retry_mode": "standard",
     "boto_max_attempts": 5, "connect_timeout_seconds": 2.0, "read_timeout_seconds": 5.0,
-    "endpoint_url": None, "region_name": None, "client": None, "on_operation": None,
+    "endpoint_url": None, "region_name": None, "profile_name": None, "client": None,
+    "on_operation": None,
 }
 
 DOCUMENTED_WEB_DEFAULTS: dict[str, Any] = {

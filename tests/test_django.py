@@ -21,9 +21,11 @@ from django.contrib.sessions.backends.base import CreateError, UpdateError  # no
 from django.test import Client, override_settings  # noqa: E402
 
 from dynamo_sessions import ConfigError  # noqa: E402
+from dynamo_sessions.config import LOCKING_MODES as LOCKINGS  # noqa: E402
 from dynamo_sessions.django import SessionStore, backend  # noqa: E402
 from dynamo_sessions.store import new_session_id  # noqa: E402
 
+from .conftest import make_table  # noqa: E402
 from .web_support import (  # noqa: E402
     CallCounter,
     assert_retired,
@@ -32,8 +34,6 @@ from .web_support import (  # noqa: E402
     stored_item,
     unique_name,
 )
-
-LOCKINGS = ["none", "optimistic", "pessimistic"]
 
 
 @pytest.fixture(scope="module")
@@ -346,6 +346,34 @@ def test_middleware_releases_a_read_only_lock_and_answers_503(engine: Any) -> No
     assert response.status_code == 503 and response["Retry-After"] == "1"
     backend().store.release(other_tab)
     assert client.get("/get").content == b"{'n': 1}"
+
+
+@pytest.mark.dynamodb_local
+@pytest.mark.parametrize("expiry", [60, 86400])
+def test_a_read_only_request_keeps_a_set_expiry(ddb_local_client: Any, expiry: int) -> None:
+    """Pessimistic, on DynamoDB Local: a session given ``set_expiry`` (shorter or longer than
+    the store's 1440 s) and then only read by a request keeps the expiry it was saved with -
+    the middleware's release of the read-only lock gives the lock take's expiry back."""
+    table = f"django-{unique_name()}"
+    make_table(ddb_local_client, table)
+    options = {"table_name": table, "client": ddb_local_client, "locking": "pessimistic",
+               "session_lifetime_seconds": 1440, "session_name": unique_name()}
+    with override_settings(DYNAMO_SESSIONS=options):
+        session = SessionStore()
+        session["n"] = 1
+        session.set_expiry(expiry)
+        session.save()
+        key = session.session_key or ""
+        item = item_of(ddb_local_client, key)
+        assert item is not None
+        created = int(item["expires"]["N"])
+        assert expiry - 60 < created - backend().store.clock() <= expiry
+        client = Client()
+        client.cookies[settings.SESSION_COOKIE_NAME] = key
+        assert client.get("/get").content == b"{'n': 1, '_session_expiry': %d}" % expiry
+        item = item_of(ddb_local_client, key)
+        assert item is not None and "lock" not in item
+        assert int(item["expires"]["N"]) == created
 
 
 @pytest.mark.parametrize(("hashed", "name_chars", "refused"),

@@ -1,8 +1,8 @@
 """Django's own session tests against ``SESSION_ENGINE = "dynamo_sessions.django"``.
 
 The tests are Django 5.2's ``SessionTestsMixin`` and ``SessionMiddlewareTests``, vendored in
-``tests/django_sessions_tests`` (license and every adaptation listed there).  Each runs in all
-three locking modes on DynamoDB Local; the middleware tests run once with Django's
+``tests/vendor/django_sessions_tests`` (license and every adaptation listed there).  Each runs in
+all three locking modes on DynamoDB Local; the middleware tests run once with Django's
 ``SessionMiddleware`` (what ``SESSION_ENGINE`` alone gives) and once with ours.
 """
 
@@ -26,7 +26,7 @@ from dynamo_sessions import django as engine  # noqa: E402
 from dynamo_sessions.testing.servers import DynamoDBLocal, local_client  # noqa: E402
 
 from .conftest import make_table  # noqa: E402
-from .django_sessions_tests import tests as django_tests  # noqa: E402
+from .vendor.django_sessions_tests import tests as django_tests  # noqa: E402
 from .web_support import unique_name  # noqa: E402
 
 pytestmark = pytest.mark.dynamodb_local

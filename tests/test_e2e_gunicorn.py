@@ -20,7 +20,7 @@ import requests
 
 from dynamo_sessions import SessionHandler, create_store
 from dynamo_sessions.store import new_session_id
-from dynamo_sessions.testing.servers import DynamoDBLocal, free_port, local_client
+from dynamo_sessions.testing.servers import DynamoDBLocal, free_port, local_client, wait_or_kill
 
 from .e2e_app import session_name, store_config
 
@@ -49,11 +49,7 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes],
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
     if process.poll() is None:
         process.send_signal(sig)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        wait_or_kill(process, 30)
     return process.returncode
 
 

@@ -22,21 +22,23 @@ from dynamo_sessions import (
     LockTimeout,
     SessionConfig,
     SessionHandler,
-    new_session_id,
 )
+from dynamo_sessions.config import LOCKING_MODES as MODES
 from dynamo_sessions.config import make_client
 from dynamo_sessions.testing.servers import EmbeddedMoto
 
 from .conftest import make_table
-from .handler_support import Clock, FakeTimer, Faults, raw_item
+from .handler_support import Clock, FakeTimer, Faults, raw_item, stored_session
 
-MODES = ["none", "pessimistic", "optimistic"]
 KINDS = ["throttle", "500", "timeout"]
 ATTEMPTS = 3
 # A fragment of the JSON body of each request kind (Faults matches on it).
 DATA_WRITE = '":d"'
 LOCK_TAKE = '":until"'
-RELEASE = '"REMOVE #l, #lu, #pe"'
+RELEASE = '"SET #e = :e REMOVE #l, #lu, #pe"'  # the expiry from before the lock put back
+# Each fault kind in each locking mode (ids ``mode-kind``).
+EVERY_MODE_AND_KIND = pytest.mark.parametrize(
+    ("mode", "kind"), [(mode, kind) for kind in KINDS for mode in MODES])
 
 
 @pytest.fixture(autouse=True)
@@ -81,15 +83,28 @@ def item(handler: SessionHandler, sid: str) -> dict[str, Any] | None:
     return raw_item(handler.client, handler.config.table_name, handler.store.item_key(sid))
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("mode", MODES)
+def handler_with_session(setup: Any, mode: str, *args: Any, **options: Any
+                         ) -> tuple[SessionHandler, Faults, str, dict[str, Any] | None]:
+    """A handler in ``mode``, its faults, the id of a session stored with ``{"n": 1}`` and its
+    item as stored."""
+    handler, faults = setup(mode, *args, **options)
+    sid = stored_session(handler, {"n": 1})
+    return handler, faults, sid, item(handler, sid)
+
+
+def fail_reads(faults: Faults, kind: str, mode: str, times: int) -> None:
+    """Inject ``times`` faults of ``kind`` into the call a read in ``mode`` makes (the lock take
+    for pessimistic locking, GetItem otherwise)."""
+    if mode == "pessimistic":
+        faults.add(kind, "UpdateItem", times, LOCK_TAKE)
+    else:
+        faults.add(kind, "GetItem", times, "")
+
+
+@EVERY_MODE_AND_KIND
 def test_transient_faults_are_retried(setup: Any, mode: str, kind: str) -> None:
-    handler, faults = setup(mode)
-    sid = new_session_id()
-    handler.read(sid)
-    handler.write(sid, {"n": 1})
-    read_op = "UpdateItem" if mode == "pessimistic" else "GetItem"
-    faults.add(kind, read_op, ATTEMPTS - 1, LOCK_TAKE if mode == "pessimistic" else "")
+    handler, faults, sid, _ = handler_with_session(setup, mode)
+    fail_reads(faults, kind, mode, ATTEMPTS - 1)
     faults.add(kind, "UpdateItem", ATTEMPTS - 1, DATA_WRITE)
     data = handler.read(sid)
     assert data == {"n": 1}
@@ -101,14 +116,9 @@ def test_transient_faults_are_retried(setup: Any, mode: str, kind: str) -> None:
     handler.close()
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("mode", MODES)
+@EVERY_MODE_AND_KIND
 def test_exhausted_write_raises_and_keeps_the_session(setup: Any, mode: str, kind: str) -> None:
-    handler, faults = setup(mode)
-    sid = new_session_id()
-    handler.read(sid)
-    handler.write(sid, {"n": 1})
-    before = item(handler, sid)
+    handler, faults, sid, before = handler_with_session(setup, mode)
     assert handler.read(sid) == {"n": 1}
     faults.add(kind, "UpdateItem", ATTEMPTS, DATA_WRITE)
     with raises_unavailable(kind):
@@ -121,16 +131,10 @@ def test_exhausted_write_raises_and_keeps_the_session(setup: Any, mode: str, kin
     handler.close()
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("mode", MODES)
+@EVERY_MODE_AND_KIND
 def test_exhausted_read_raises_never_an_empty_session(setup: Any, mode: str, kind: str) -> None:
-    handler, faults = setup(mode)
-    sid = new_session_id()
-    handler.read(sid)
-    handler.write(sid, {"n": 1})
-    before = item(handler, sid)
-    operation = "UpdateItem" if mode == "pessimistic" else "GetItem"
-    faults.add(kind, operation, ATTEMPTS, LOCK_TAKE if mode == "pessimistic" else "")
+    handler, faults, sid, before = handler_with_session(setup, mode)
+    fail_reads(faults, kind, mode, ATTEMPTS)
     with raises_unavailable(kind):
         handler.read(sid)
     handler.close()
@@ -143,11 +147,8 @@ def test_failed_release_blocks_nobody_past_the_lease(setup: Any) -> None:
     """The worst case: the write and every release attempt fail.  The lock is then held only
     until its lease ends; the next request takes it over and finds the session intact."""
     clock = Clock()
-    handler, faults = setup("pessimistic", clock, lock_lease_seconds=5.0,
-                            max_lock_wait_seconds=1.0)
-    sid = new_session_id()
-    handler.read(sid)
-    handler.write(sid, {"n": 1})
+    handler, faults, sid, _ = handler_with_session(setup, "pessimistic", clock,
+                                             lock_lease_seconds=5.0, max_lock_wait_seconds=1.0)
     handler.read(sid)
     faults.add("500", "UpdateItem", ATTEMPTS, DATA_WRITE)
     faults.add("500", "UpdateItem", 2 * ATTEMPTS, RELEASE)  # both rounds of the release

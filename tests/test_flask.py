@@ -14,6 +14,7 @@ from dynamo_sessions.flask import DynamoSessionInterface, init_app
 from dynamo_sessions.store import new_session_id
 
 from .conftest import make_table
+from .handler_support import Clock
 from .web_support import (
     CallCounter,
     assert_retired,
@@ -317,3 +318,31 @@ def test_a_failed_read_only_view_releases_its_lock(ddb_local_client: Any, propag
     assert item is not None and "lock" not in item and "lock_until_ms" not in item
     response = client.get("/get")
     assert (response.status_code, response.text) == (200, "{'n': 1}")
+
+
+@pytest.mark.dynamodb_local
+def test_a_read_only_request_keeps_a_permanent_sessions_expiry(ddb_local_client: Any) -> None:
+    """Pessimistic, on DynamoDB Local: a permanent session (31 days) read a day later by a
+    read-only view, then by a view that fails, keeps the expiry it was written with - the lock
+    take's own expiry (now + the store's 1440 s) is not left behind, nor is the expiry moved
+    while under half its lifetime is used (the refresh rule of every mode)."""
+    table = f"flask-{unique_name()}"
+    make_table(ddb_local_client, table)
+    app = make_app(PROPAGATE_EXCEPTIONS=True)  # the failed view: released at teardown
+    store = make_store(ddb_local_client, table, "pessimistic", session_lifetime_seconds=1440)
+    store.clock = clock = Clock()
+    init_app(app, DynamoSessionInterface(store))
+    client = app.test_client()
+    client.get("/permanent")
+    sid = session_cookie(client) or ""
+    created = int((stored_item(ddb_local_client, store, sid) or {})["expires"]["N"])
+    lifetime = int(app.permanent_session_lifetime.total_seconds())
+    assert created == int(clock.now) + lifetime
+    clock.advance(86400)
+    assert client.get("/get").text == "{'_permanent': True, 'p': 1}"
+    item = stored_item(ddb_local_client, store, sid)
+    assert item is not None and int(item["expires"]["N"]) == created and "lock" not in item
+    with pytest.raises(RuntimeError):
+        client.get("/read-boom")
+    item = stored_item(ddb_local_client, store, sid)
+    assert item is not None and int(item["expires"]["N"]) == created and "lock" not in item

@@ -26,7 +26,7 @@ from dynamo_sessions._core import MAX_ITEM_BYTES
 from dynamo_sessions.store import _LOCK_BYTES
 
 from .conftest import make_table
-from .handler_support import Clock, FakeTimer, raw_item, run_threads
+from .handler_support import Clock, FakeTimer, raw_item, run_threads, stored_session
 
 pytestmark = pytest.mark.dynamodb_local
 
@@ -145,9 +145,7 @@ def test_item_limit_is_exact(ddb_local_client: Any, table: str, mode: str) -> No
     # write to the next: with the real clock a trailing zero (...560 s) is one byte less.
     handler = make_handler(ddb_local_client, table, clock=lambda: 1_900_000_123.456,
                            locking=mode, compress=False)
-    sid = new_session_id()
-    handler.read(sid)
-    handler.write(sid, {"blob": b"x"})
+    sid = stored_session(handler, {"blob": b"x"})
     base = stored_size(handler, sid)
     blob = b"x" * (MAX_ITEM_BYTES - base + 1)
     # msgpack's bin header grows from 2 to 5 bytes past 255 and 65535: trim to land exactly
@@ -220,9 +218,7 @@ def test_lock_refreshes_expiry_of_an_expired_item(ddb_local_client: Any, table: 
     clock = Clock()
     handler = make_handler(ddb_local_client, table, clock, locking="pessimistic",
                            session_lifetime_seconds=100)
-    sid = new_session_id()
-    handler.read(sid)
-    handler.write(sid, {"old": 1})
+    sid = stored_session(handler, {"old": 1})
     clock.advance(101)
     assert handler.read(sid) == {}  # holds the lock on an expired item
     item = raw_item(ddb_local_client, table, handler.store.item_key(sid))

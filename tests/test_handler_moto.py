@@ -32,13 +32,12 @@ from dynamo_sessions import (
     encode_session,
     new_session_id,
 )
+from dynamo_sessions.config import LOCKING_MODES as MODES
 from dynamo_sessions.store import is_valid_session_id, log_id
 from dynamo_sessions.testing.servers import EmbeddedMoto, local_client
 
 from .conftest import make_table
-from .handler_support import Clock, FakeTimer, Requests, raw_item
-
-MODES = ["none", "pessimistic", "optimistic"]
+from .handler_support import Clock, FakeTimer, Requests, raw_item, stored_session
 
 
 @pytest.fixture(scope="module")
@@ -193,9 +192,7 @@ def test_php_item_layout_and_a_php_written_item_reads_back(moto_client: Any, tab
 
 def test_ids_are_hashed_at_rest_by_default(moto_client: Any, table: str) -> None:
     handler = make_handler(moto_client, table, session_name="PHPSESSID")
-    sid = new_session_id()
-    handler.read(sid)
-    handler.write(sid, {"a": 1})
+    sid = stored_session(handler, {"a": 1})
     keys = [item["id"]["S"] for item in moto_client.scan(TableName=table)["Items"]]
     assert len(keys) == 1 and keys[0].startswith("PHPSESSID_") and sid not in keys[0]
     assert sid not in log_id(sid) and len(log_id(sid)) == 12
@@ -236,9 +233,7 @@ def test_session_lifetime_sets_expires(moto_client: Any, table: str, mode: str,
     clock = Clock()
     handler = make_handler(moto_client, table, clock, locking=mode,
                            session_lifetime_seconds=lifetime)
-    sid = new_session_id()
-    handler.read(sid)
-    handler.write(sid, {"a": 1})
+    sid = stored_session(handler, {"a": 1})
     item = stored(handler, sid)
     assert item is not None and item["expires"] == {"N": str(int(clock.now) + lifetime)}
 
@@ -290,9 +285,7 @@ def test_expiry_refresh_only_below_the_fraction(moto_client: Any, table: str) ->
     clock = Clock()
     handler = make_handler(moto_client, table, clock, session_lifetime_seconds=1000,
                            expiry_refresh_fraction=0.5)
-    sid = new_session_id()
-    handler.read(sid)
-    handler.write(sid, {"a": 1})
+    sid = stored_session(handler, {"a": 1})
     written = int(clock.now) + 1000
     clock.advance(400)  # 600 s of 1000 left: more than half
     handler.metrics.reset()
@@ -315,9 +308,7 @@ def test_by_default_the_expiry_is_refreshed_once_half_the_lifetime_is_left(
     its 1000 left costs a read only; with 499 s left its expiry is rewritten."""
     clock = Clock()
     handler = make_handler(moto_client, table, clock, session_lifetime_seconds=1000)
-    sid = new_session_id()
-    handler.read(sid)
-    handler.write(sid, {"a": 1})
+    sid = stored_session(handler, {"a": 1})
     written = int(clock.now) + 1000
     clock.now = written - 501
     handler.metrics.reset()
@@ -333,9 +324,7 @@ def test_by_default_the_expiry_is_refreshed_once_half_the_lifetime_is_left(
 @pytest.mark.parametrize("mode", MODES)
 def test_unchanged_session_writes_no_data(moto_client: Any, table: str, mode: str) -> None:
     handler = make_handler(moto_client, table, locking=mode)
-    sid = new_session_id()
-    handler.read(sid)
-    handler.write(sid, {"a": 1, "b": [1, 2, 3]})
+    sid = stored_session(handler, {"a": 1, "b": [1, 2, 3]})
     requests = Requests(moto_client, "UpdateItem", "PutItem")
     handler.metrics.reset()
     handler.write(sid, dict(handler.read(sid)))  # same data, a fresh dict
@@ -353,9 +342,7 @@ def test_unchanged_session_writes_no_data(moto_client: Any, table: str, mode: st
 def test_expired_session_reads_as_absent(moto_client: Any, table: str, mode: str) -> None:
     clock = Clock()
     handler = make_handler(moto_client, table, clock, locking=mode, session_lifetime_seconds=60)
-    sid = new_session_id()
-    handler.read(sid)
-    handler.write(sid, {"secret": 1})
+    sid = stored_session(handler, {"secret": 1})
     clock.advance(61)
     assert handler.read(sid) == {}
     handler.close()
@@ -395,9 +382,7 @@ def test_pessimistic_lock_sets_expires_so_ttl_spares_the_holder(moto_client: Any
     clock = Clock()
     handler = make_handler(moto_client, table, clock, locking="pessimistic",
                            session_lifetime_seconds=60)
-    sid = new_session_id()
-    handler.read(sid)
-    handler.write(sid, {"a": 1})
+    sid = stored_session(handler, {"a": 1})
     clock.advance(59)
     assert handler.read(sid) == {"a": 1}
     item = stored(handler, sid)
@@ -418,9 +403,7 @@ def test_crashed_holders_lease_is_taken_over(moto_client: Any, table: str) -> No
     clock = Clock()
     options = {"locking": "pessimistic", "lock_lease_seconds": 30.0}
     crashed = make_handler(moto_client, table, clock, **options)
-    sid = new_session_id()
-    crashed.read(sid)
-    crashed.write(sid, {"n": 1})
+    sid = stored_session(crashed, {"n": 1})
     assert crashed.read(sid) == {"n": 1}  # ...and the request dies holding the lock
     clock.advance(31)
     later = make_handler(moto_client, table, clock, **options)
@@ -452,9 +435,7 @@ def test_live_lease_is_not_taken_over(moto_client: Any, table: str) -> None:
 def test_timed_out_waiter_gets_nothing_and_clears_no_lock(moto_client: Any, table: str) -> None:
     options = {"locking": "pessimistic", "max_lock_wait_seconds": 0.2}
     holder = make_handler(moto_client, table, **options)
-    sid = new_session_id()
-    holder.read(sid)
-    holder.write(sid, {"cart": ["book"]})
+    sid = stored_session(holder, {"cart": ["book"]})
     assert holder.read(sid) == {"cart": ["book"]}
     token = stored(holder, sid)["lock"]  # type: ignore[index]
     waiter = make_handler(moto_client, table, **options)
@@ -575,9 +556,7 @@ def test_optimistic_retries_are_bounded(moto_client: Any, table: str, options: d
 @pytest.mark.parametrize("mode", MODES)
 def test_oversize_raises_and_changes_nothing(moto_client: Any, table: str, mode: str) -> None:
     handler = make_handler(moto_client, table, locking=mode)
-    sid = new_session_id()
-    handler.read(sid)
-    handler.write(sid, {"small": 1})
+    sid = stored_session(handler, {"small": 1})
     before = stored(handler, sid)
     handler.read(sid)
     with pytest.raises(SessionTooLarge) as raised:
@@ -594,9 +573,7 @@ def test_unstorable_value_raises_and_changes_nothing(moto_client: Any, table: st
     from dynamo_sessions import SessionEncodeError
 
     handler = make_handler(moto_client, table, locking=mode)
-    sid = new_session_id()
-    handler.read(sid)
-    handler.write(sid, {"ok": 1})
+    sid = stored_session(handler, {"ok": 1})
     before = stored(handler, sid)
     handler.read(sid)
     with pytest.raises(SessionEncodeError, match="when"):
@@ -662,9 +639,7 @@ def test_errors_are_raised_not_swallowed(moto_client: Any) -> None:
 def test_operation_hook_sees_every_operation(moto_client: Any, table: str) -> None:
     seen: list[Any] = []
     handler = make_handler(moto_client, table, on_operation=seen.append)
-    sid = new_session_id()
-    handler.read(sid)
-    handler.write(sid, {"a": 1})
+    sid = stored_session(handler, {"a": 1})
     handler.destroy(sid)
     assert [m.operation for m in seen] == ["read", "write", "delete"]
     assert all(m.session == log_id(sid) for m in seen)

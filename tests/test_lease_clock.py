@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
-from dynamo_sessions import LockTimeout, SessionConfig, new_session_id
+from dynamo_sessions import DynamoUnavailable, LockTimeout, SessionConfig, new_session_id
 from dynamo_sessions.clock import UNCERTAINTY_BUDGET_SECONDS, ServerClock
 from dynamo_sessions.lease import RENEW_FRACTION, RENEWER, LeaseRenewer
 from dynamo_sessions.store import LOCK, LOCK_UNTIL_MS, SessionStore, create_store
@@ -356,6 +356,41 @@ def test_renewals_stop_when_the_session_is_forgotten_or_held_too_long() -> None:
     assert hung.renewals <= 2  # due at 0.05 s and 0.1 s; stopped once held past 0.12 s
     assert renewer.holding() == 1
     renewer.drop("kept")
+    assert renewer.holding() == 0
+
+
+class FailingOnceStore:
+    """A ``Renewable`` whose first renewal fails (DynamoDB unavailable), recording the
+    (simulated) monotonic time of each attempt."""
+
+    def __init__(self, clock: SimulatedMonotonic) -> None:
+        self.clock = clock
+        self.tried_at: list[float] = []
+
+    def renew_lock(self, key: str, token: str, session: object = None) -> bool:
+        self.tried_at.append(self.clock.now)
+        if len(self.tried_at) == 1:
+            raise DynamoUnavailable("UpdateItem: injected - botocore gave up")
+        return True
+
+
+def test_a_failed_renewal_is_tried_again_before_the_lease_ends() -> None:
+    """On a simulated clock: a 2 s lease taken at 0 is due at 1; that renewal fails, and the
+    renewer tries again soon - by 1.9, before the lease ends at 2 - not a whole lease later."""
+    clock = SimulatedMonotonic()
+    renewer = LeaseRenewer(monotonic=clock)
+    store = FailingOnceStore(clock)
+    owner = Owner()
+    renewer.hold(store, owner, "k", "lock", 2.0, 0.0, 60)
+    try:
+        clock.now = 1.0
+        _wait_for(lambda: renewer.failed == 1)  # the retry is scheduled from 1.0
+        clock.now = 1.9
+        _wait_for(lambda: len(store.tried_at) == 2)
+        assert store.tried_at == [1.0, 1.9]
+        assert (renewer.failed, renewer.renewed, renewer.lost) == (1, 1, 0)
+    finally:
+        renewer.drop("lock")
     assert renewer.holding() == 0
 
 

@@ -25,7 +25,7 @@ from dynamo_sessions.testing.servers import local_client
 
 from .conftest import make_table
 from .faultproxy import FaultProxy
-from .handler_support import raw_item
+from .handler_support import Clock, raw_item
 from .test_faults import ATTEMPTS, DATA_WRITE, LOCK_TAKE
 from .test_faults import _no_retry_sleep as _no_retry_sleep  # botocore retries at once
 
@@ -37,8 +37,10 @@ NOT_SENT = ["drop_before", "delay", "http500", "throttle"]  # never reached Dyna
 ALL_KINDS = LOST + NOT_SENT
 READ_TIMEOUT_SECONDS = 0.3
 # More fragments of the JSON body that pick out each call kind.
-RELEASE_ONLY = '"REMOVE #l, #lu'
-REFRESH = '"SET #e = :e REMOVE'
+# A release puts back the expiry the item had before the lock; a read-only save does too, or
+# refreshes it when due: the same request shape, without data.
+RELEASE_ONLY = '"SET #e = :e REMOVE #l, #lu'
+REFRESH = RELEASE_ONLY
 
 
 class Setup:
@@ -75,6 +77,11 @@ def setup(fault_proxy: FaultProxy, ddb_local_client: Any, table_name: str) -> It
 
 def unlocked(item: dict[str, Any] | None) -> bool:
     return item is not None and not {"lock", "lock_until_ms", "prior_expires"} & set(item)
+
+
+def expires(item: dict[str, Any] | None) -> int:
+    assert item is not None
+    return int(item["expires"]["N"])
 
 
 def version(item: dict[str, Any] | None) -> int | None:
@@ -126,6 +133,23 @@ def test_lock_take(setup: Setup, kind: str) -> None:
     assert stored_session(setup, "pessimistic", sid) == {"n": 2}
 
 
+def test_the_figures_count_the_retries_of_a_refused_call(setup: Setup) -> None:
+    """A lock take whose answer was lost is retried by botocore and refused (the lock is its
+    own already): the lock operation's figures count that retry, as for a call that succeeded."""
+    from dynamo_sessions.metrics import OperationMetrics
+
+    figures: list[OperationMetrics] = []
+    handler = setup.handler("pessimistic", on_operation=figures.append)
+    sid = new_session_id()
+    handler.write(sid, {"n": 1})
+    figures.clear()
+    setup.proxy.script("drop_after", "UpdateItem", 1, LOCK_TAKE)
+    assert handler.read(sid) == {"n": 1}
+    handler.close()
+    (lock,) = [figure for figure in figures if figure.operation == "lock"]
+    assert (lock.calls, lock.http_retries) == (1, 1)
+
+
 @pytest.mark.parametrize("kind", LOST)
 def test_lock_take_of_an_expired_session_reads_it_as_absent(setup: Setup, kind: str) -> None:
     """The retry finds the item already locked by this request; what it held before (an
@@ -148,27 +172,37 @@ def test_release(setup: Setup, kind: str) -> None:
     handler = setup.handler("pessimistic")
     sid = new_session_id()
     handler.write(sid, {"n": 1})
+    written = expires(setup.item(handler, sid))
     handler.read(sid)
     setup.proxy.script(kind, "UpdateItem", 1, RELEASE_ONLY)
     handler.close()
     setup.settle()
     assert setup.proxy.counts() == {kind: 1}
-    assert unlocked(setup.item(handler, sid))
+    item = setup.item(handler, sid)
+    assert unlocked(item) and expires(item) == written  # the expiry from before the lock
     assert stored_session(setup, "pessimistic", sid) == {"n": 1}
 
 
+@pytest.mark.parametrize("due", [False, True], ids=["kept", "due"])
 @pytest.mark.parametrize("kind", ALL_KINDS)
-def test_refresh(setup: Setup, kind: str) -> None:
-    """A read-only pessimistic request releases the lock and refreshes the expiry at once."""
+def test_refresh(setup: Setup, kind: str, due: bool) -> None:
+    """A read-only pessimistic request gives the lock back in one write, which also puts back
+    the expiry from before the lock - or refreshes it, when under half the lifetime is left."""
     handler = setup.handler("pessimistic")
+    handler.store.clock = clock = Clock()
     sid = new_session_id()
     handler.write(sid, {"n": 1})
     handler.write(sid, handler.read(sid))
+    written = expires(setup.item(handler, sid))
+    if due:
+        clock.advance(handler.store.config.session_lifetime_seconds * 0.6)
     setup.proxy.script(kind, "UpdateItem", 1, REFRESH)
     handler.write(sid, handler.read(sid))
     setup.settle()
     assert setup.proxy.counts() == {kind: 1}
-    assert unlocked(setup.item(handler, sid))
+    item = setup.item(handler, sid)
+    lifetime = handler.store.config.session_lifetime_seconds
+    assert unlocked(item) and expires(item) == (int(clock.now) + lifetime if due else written)
 
 
 @pytest.mark.parametrize("how", ["emptied", "destroy"])
@@ -324,10 +358,12 @@ def test_late_duplicate_of_a_write(setup: Setup, mode: str) -> None:
     assert stored_session(setup, mode, sid) == {"n": 3}
 
 
-@pytest.mark.parametrize("kind", ["throttle", "http500", "drop_before"])
+@pytest.mark.parametrize("kind", ["throttle", "http500", "http502", "drop_before"])
 def test_failed_save_and_release_leave_no_lock(setup: Setup, kind: str) -> None:
     """The save and its release both fail past botocore's attempts: the release gets a second
-    round and the lock is given back, instead of blocking the session for the whole lease."""
+    round and the lock is given back, instead of blocking the session for the whole lease.
+    A 5xx without a DynamoDB error code (``http502``: a proxy's page) is a passing fault too:
+    ``DynamoUnavailable``, and a second round for the release."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     handler = setup.handler("pessimistic")

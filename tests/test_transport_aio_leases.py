@@ -93,26 +93,41 @@ class Leases:
         await settle(condition)
 
 
-def renewals(sync_client: Any, table: str, name: str) -> int:
-    return int(stored(sync_client, table, name).get("renewals", {"N": "0"})["N"])
+class LeaseTest:
+    """A test's table on DynamoDB Local: runs the test's body on the asyncio transport and reads
+    back what the renewals did to the items."""
+
+    def __init__(self, endpoint_url: str, client: Any, table: str) -> None:
+        self.endpoint_url = endpoint_url
+        self.client = client
+        """The synchronous client, for reading and changing items behind the renewer's back."""
+        self.table = table
+
+    def run(self, body: Callable[[Any, Leases], Awaitable[None]]) -> Leases:
+        """Run ``body(client, leases)`` (a coroutine function) on a fresh loop and client."""
+        leases = Leases(self.table, Clock())
+
+        async def main() -> None:
+            async with client_for(self.endpoint_url) as client:
+                await body(client, leases)
+            assert leases.renewer.holding() == 0  # every test ends with nothing held
+
+        asyncio.run(main())
+        return leases
+
+    def item(self, name: str) -> dict[str, Any]:
+        return stored(self.client, self.table, name)
+
+    def renewals(self, name: str) -> int:
+        return int(self.item(name).get("renewals", {"N": "0"})["N"])
 
 
-def lease_test(dynamodb_local: Any, table: str,
-               body: Callable[[Any, Leases], Awaitable[None]]) -> Leases:
-    """Run ``body(client, leases)`` (a coroutine function) on a fresh loop and client."""
-    leases = Leases(table, Clock())
-
-    async def main() -> None:
-        async with client_for(dynamodb_local.endpoint_url) as client:
-            await body(client, leases)
-        assert leases.renewer.holding() == 0  # every test ends with nothing held
-
-    asyncio.run(main())
-    return leases
+@pytest.fixture
+def lease_test(dynamodb_local: Any, ddb_local_client: Any, local_table: str) -> LeaseTest:
+    return LeaseTest(dynamodb_local.endpoint_url, ddb_local_client, local_table)
 
 
-def test_a_held_lease_is_renewed_every_half_lease_until_dropped(
-        dynamodb_local: Any, ddb_local_client: Any, local_table: str) -> None:
+def test_a_held_lease_is_renewed_every_half_lease_until_dropped(lease_test: LeaseTest) -> None:
     async def body(client: Any, leases: Leases) -> None:
         owner = Owner()
         await leases.hold(client, "h", "tok", owner)
@@ -123,7 +138,7 @@ def test_a_held_lease_is_renewed_every_half_lease_until_dropped(
         assert leases.renew_calls == 0  # not yet half a lease
         await leases.after(0.1, lambda: leases.renewer.renewed == 1)
         await leases.after(5.0, lambda: leases.renewer.renewed == 2)
-        assert renewals(ddb_local_client, local_table, "h") == 2
+        assert lease_test.renewals("h") == 2
 
         def drop() -> Operation[None]:
             yield Drop("tok")
@@ -136,13 +151,12 @@ def test_a_held_lease_is_renewed_every_half_lease_until_dropped(
         assert leases.renew_calls == 2
         del owner
 
-    leases = lease_test(dynamodb_local, local_table, body)
+    leases = lease_test.run(body)
     assert (leases.renewer.renewed, leases.renewer.lost, leases.renewer.failed) == (2, 0, 0)
-    assert renewals(ddb_local_client, local_table, "h") == 2
+    assert lease_test.renewals("h") == 2
 
 
-def test_renewals_stop_when_the_owner_is_gone_or_after_max_hold(
-        dynamodb_local: Any, ddb_local_client: Any, local_table: str) -> None:
+def test_renewals_stop_when_the_owner_is_gone_or_after_max_hold(lease_test: LeaseTest) -> None:
     async def body(client: Any, leases: Leases) -> None:
         forgotten = Owner()
         await leases.hold(client, "gone", "t-gone", forgotten)
@@ -157,31 +171,30 @@ def test_renewals_stop_when_the_owner_is_gone_or_after_max_hold(
         assert leases.renew_calls == 2
         del kept
 
-    lease_test(dynamodb_local, local_table, body)
-    assert renewals(ddb_local_client, local_table, "gone") == 0
-    assert renewals(ddb_local_client, local_table, "max") == 2
+    lease_test.run(body)
+    assert lease_test.renewals("gone") == 0
+    assert lease_test.renewals("max") == 2
 
 
-def test_a_lost_lock_stops_and_a_failed_renewal_is_retried(
-        dynamodb_local: Any, ddb_local_client: Any, local_table: str) -> None:
+def test_a_lost_lock_stops_and_a_failed_renewal_is_retried(lease_test: LeaseTest) -> None:
     async def body(client: Any, leases: Leases) -> None:
         owner = Owner()
         await leases.hold(client, "lost", "mine", owner)
-        ddb_local_client.put_item(TableName=local_table,  # lapsed and taken by another
+        lease_test.client.put_item(TableName=lease_test.table,  # lapsed and taken by another
                                   Item={**key("lost"), "lock": {"S": "theirs"}})
         await leases.after(5.0, lambda: leases.renewer.lost == 1)
         assert leases.renewer.holding() == 0
 
         await leases.hold(client, "fail", "t-fail", owner)
-        leases.table = local_table + "-missing"  # renewals now fail (ResourceNotFound)
+        leases.table = lease_test.table + "-missing"  # renewals now fail (ResourceNotFound)
         await leases.after(5.0, lambda: leases.renewer.failed == 1)
         await leases.after(RETRY_SECONDS, lambda: leases.renewer.failed == 2)  # retried
-        leases.table = local_table  # the table answers again: renewed
+        leases.table = lease_test.table  # the table answers again: renewed
         await leases.after(RETRY_SECONDS, lambda: leases.renewer.renewed == 1)
         leases.renewer.drop("t-fail")
         del owner
 
-    leases = lease_test(dynamodb_local, local_table, body)
+    leases = lease_test.run(body)
     assert leases.renew_calls == 4
-    assert stored(ddb_local_client, local_table, "lost")["lock"] == {"S": "theirs"}
-    assert renewals(ddb_local_client, local_table, "fail") == 1
+    assert lease_test.item("lost")["lock"] == {"S": "theirs"}
+    assert lease_test.renewals("fail") == 1

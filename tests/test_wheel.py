@@ -124,7 +124,11 @@ def test_wheel_and_sdist_install_in_fresh_venvs(tmp_path: Path, dynamodb_local: 
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
         safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
         archive.extractall(tmp_path / "unpacked", **safe)  # type: ignore[arg-type]
-    for needed in ("ext/_core_c.pyx", "setup.py", "MANIFEST.in", "README.md",
+    # the compiled core's sources: _core_c.pyx, its header and every .pxi part it includes
+    core_sources = ["ext/_core_c.pyx", "ext/_core_c.h", *(
+        f"ext/{part.name}" for part in sorted((REPO / "ext").glob("*.pxi")))]
+    assert len(core_sources) > 2
+    for needed in (*core_sources, "setup.py", "MANIFEST.in", "README.md",
                    "src/dynamo_sessions/py.typed", "tests/conftest.py", "tests/test_core.py"):
         assert needed in names, f"the sdist lacks {needed}"
     assert not any(name.endswith((".so", ".pyd")) for name in names)

@@ -1,36 +1,16 @@
-"""Helpers shared by the web adapter tests: a DynamoDB call counter and store factories."""
+"""Helpers shared by the web adapter tests: a DynamoDB call counter (the testing package's)
+and store factories."""
 
 from __future__ import annotations
 
 import contextlib
-import threading
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 from dynamo_sessions import SessionConfig, create_store
 from dynamo_sessions.store import SessionStore
-
-
-class CallCounter:
-    """Counts the DynamoDB calls a client makes (botocore ``before-call`` event)."""
-
-    def __init__(self, client: Any) -> None:
-        self.calls: Counter[str] = Counter()
-        self._lock = threading.Lock()
-        client.meta.events.register("before-call.dynamodb", self._count)
-
-    def _count(self, model: Any, **_: Any) -> None:
-        with self._lock:
-            self.calls[model.name] += 1
-
-    @property
-    def total(self) -> int:
-        return sum(self.calls.values())
-
-    def reset(self) -> None:
-        self.calls.clear()
+from dynamo_sessions.testing.calls import CallCounter as CallCounter  # the tests' import path
 
 
 def make_store(client: Any, table: str, locking: str = "optimistic", session_name: str = "s",

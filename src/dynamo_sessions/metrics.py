@@ -45,7 +45,20 @@ class OperationMetrics:
 
 
 @dataclasses.dataclass
-class Tally:
+class Charges:
+    """What DynamoDB charged: the units it reported, and the conditional writes it refused
+    (charged all the same, reported not at all)."""
+
+    read_units: float = 0.0
+    write_units: float = 0.0
+    failed_writes: int = 0
+    """Conditional writes refused by their condition (lock taken, version moved on)."""
+    failed_write_units: float = 0.0
+    """Estimated WCU of ``failed_writes`` (not reported by DynamoDB, charged all the same)."""
+
+
+@dataclasses.dataclass
+class Tally(Charges):
     """What one store operation's own calls cost, from each call's own response.
 
     One per operation, made by the thread (or task) running it and never shared: figures from
@@ -56,10 +69,6 @@ class Tally:
     calls: int = 0
     http_retries: int = 0
     retries: int = 0
-    read_units: float = 0.0
-    write_units: float = 0.0
-    failed_writes: int = 0
-    failed_write_units: float = 0.0
 
 
 current_tally: contextvars.ContextVar[Tally | None] = contextvars.ContextVar(
@@ -68,7 +77,7 @@ current_tally: contextvars.ContextVar[Tally | None] = contextvars.ContextVar(
 
 
 @dataclasses.dataclass
-class Metrics:
+class Metrics(Charges):
     """Totals since the store was made (or since ``reset()``); safe to share across threads."""
 
     calls: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -76,12 +85,6 @@ class Metrics:
     operations: dict[str, int] = dataclasses.field(default_factory=dict)
     """Store operations by outcome: ``read``, ``lock``, ``write``, ``refresh``, ``unchanged``
     (a save that wrote nothing), ``delete``, ``release``..."""
-    read_units: float = 0.0
-    write_units: float = 0.0
-    failed_writes: int = 0
-    """Conditional writes refused by their condition (lock taken, version moved on)."""
-    failed_write_units: float = 0.0
-    """Estimated WCU of ``failed_writes`` (not reported by DynamoDB, charged all the same)."""
     lock_waits: int = 0
     lock_wait_seconds: float = 0.0
     lock_timeouts: int = 0
@@ -107,27 +110,22 @@ class Metrics:
                     rcu += units
                 else:
                     wcu += units
+        charged = {"read_units": rcu, "write_units": wcu}
         with self._lock:
             self.calls[api] = self.calls.get(api, 0) + 1
-            self.read_units += rcu
-            self.write_units += wcu
+            _add(self, charged)
         tally = current_tally.get()
         if tally is not None:
-            tally.calls += 1
-            tally.http_retries += http_retries
-            tally.read_units += rcu
-            tally.write_units += wcu
+            _add(tally, {"calls": 1, "http_retries": http_retries, **charged})
         return rcu, wcu
 
     def add_failed_write(self, units: float) -> None:
         """Count one conditional write refused by its condition, charged ``units`` WCU."""
-        with self._lock:
-            self.failed_writes += 1
-            self.failed_write_units += units
+        counts = {"failed_writes": 1, "failed_write_units": units}
+        self.add(**counts)
         tally = current_tally.get()
         if tally is not None:
-            tally.failed_writes += 1
-            tally.failed_write_units += units
+            _add(tally, counts)
 
     def add_operation(self, operation: str) -> None:
         with self._lock:
@@ -135,39 +133,39 @@ class Metrics:
 
     def add(self, **counts: float) -> None:
         with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
+            _add(self, counts)
 
     @property
     def total_calls(self) -> int:
         return sum(self.calls.values())
 
+    def _figures(self) -> list[dataclasses.Field[Any]]:
+        return [field for field in dataclasses.fields(self) if not field.name.startswith("_")]
+
     def snapshot(self) -> dict[str, Any]:
+        """Every figure: the counts by name (copied) and ``total_calls`` first, then the
+        others in the order of their fields."""
         with self._lock:
-            return {
-                "calls": dict(self.calls),
-                "total_calls": sum(self.calls.values()),
-                "operations": dict(self.operations),
-                "read_units": self.read_units,
-                "write_units": self.write_units,
-                "failed_writes": self.failed_writes,
-                "failed_write_units": self.failed_write_units,
-                "lock_waits": self.lock_waits,
-                "lock_wait_seconds": self.lock_wait_seconds,
-                "lock_timeouts": self.lock_timeouts,
-                "conflicts": self.conflicts,
-                "merges": self.merges,
-                "write_retry_waits": self.write_retry_waits,
-            }
+            counts = {"calls": dict(self.calls), "total_calls": sum(self.calls.values()),
+                      "operations": dict(self.operations)}
+            return {**counts, **{field.name: getattr(self, field.name)
+                                 for field in self._figures() if field.name not in counts}}
 
     def reset(self) -> None:
+        """Every figure back to its default, zero (the counts by name emptied)."""
         with self._lock:
-            self.calls.clear()
-            self.operations.clear()
-            self.read_units = self.write_units = self.lock_wait_seconds = 0.0
-            self.failed_write_units = 0.0
-            self.lock_waits = self.lock_timeouts = self.conflicts = self.merges = 0
-            self.failed_writes = self.write_retry_waits = 0
+            for field in self._figures():
+                value = getattr(self, field.name)
+                if isinstance(value, dict):
+                    value.clear()
+                else:
+                    setattr(self, field.name, field.default)
+
+
+def _add(figures: object, counts: dict[str, float]) -> None:
+    """Add ``counts`` (figures by name) to the dataclass ``figures``."""
+    for name, value in counts.items():
+        setattr(figures, name, getattr(figures, name) + value)
 
 
 def emit(hook: Callable[..., Any] | None, metrics: OperationMetrics) -> None:

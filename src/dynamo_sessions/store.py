@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from .clock import ServerClock
 from .config import SessionConfig
@@ -54,6 +54,37 @@ __all__ = [
     "PessimisticSessionStore", "SessionStore", "StoreBase", "create_store", "is_valid_session_id",
     "log_id", "new_session_id",
 ]
+
+
+_T = TypeVar("_T")
+
+
+class _Forwarded(Generic[_T]):
+    """An attribute of the store kept on one of its parts (``protocol`` or ``driver``): read
+    and set there, under the same name."""
+
+    def __init__(self, part: str, doc: str | None = None) -> None:
+        self.part = part
+        self.name = ""
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, store: None, owner: type | None = None) -> _Forwarded[_T]: ...
+
+    @overload
+    def __get__(self, store: object, owner: type | None = None) -> _T: ...
+
+    def __get__(self, store: object, owner: type | None = None) -> _T | _Forwarded[_T]:
+        if store is None:
+            return self
+        value: _T = getattr(getattr(store, self.part), self.name)
+        return value
+
+    def __set__(self, store: object, value: _T) -> None:
+        setattr(getattr(store, self.part), self.name, value)
 
 
 class StoreBase:
@@ -89,22 +120,10 @@ class StoreBase:
         self.protocol.clock = clock
         self._stamp_with(clock.monotonic if isinstance(clock, ServerClock) else time.monotonic)
 
-    @property
-    def monotonic(self) -> Callable[[], float]:
-        """Times lock waits and write retries (replaceable in tests, with ``sleep``)."""
-        return self.protocol.monotonic
-
-    @monotonic.setter
-    def monotonic(self, monotonic: Callable[[], float]) -> None:
-        self.protocol.monotonic = monotonic
-
-    @property
-    def metrics(self) -> Metrics:
-        return self.protocol.metrics
-
-    @metrics.setter
-    def metrics(self, metrics: Metrics) -> None:
-        self.protocol.metrics = metrics
+    monotonic: _Forwarded[Callable[[], float]] = _Forwarded(
+        "protocol", "Times lock waits and write retries (replaceable in tests, with ``sleep``).")
+    metrics: _Forwarded[Metrics] = _Forwarded(
+        "protocol", "The store's call, capacity and outcome totals (:class:`.metrics.Metrics`).")
 
     def item_key(self, session_id: str) -> str:
         """The hash key value for a session id: ``<session_name>_<id>`` (or its SHA-256)."""
@@ -135,13 +154,7 @@ class SessionStore(StoreBase):
         self.sleep: Callable[[float], Any] = time.sleep
         """Sleeps the protocol's waits (replaceable in tests, with ``monotonic``)."""
 
-    @property
-    def client(self) -> Any:
-        return self.driver.client
-
-    @client.setter
-    def client(self, client: Any) -> None:
-        self.driver.client = client
+    client: _Forwarded[Any] = _Forwarded("driver", "The boto3 client the driver calls.")
 
     def _stamp_with(self, monotonic: Callable[[], float]) -> None:
         self.driver.monotonic = monotonic

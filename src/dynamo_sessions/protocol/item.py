@@ -24,8 +24,8 @@ LOCK = "lock"
 LOCK_UNTIL_MS = "lock_until_ms"
 PRIOR_EXPIRES = "prior_expires"
 """While locked: the ``expires`` the item had before the lock was taken (NULL: none), so that
-a lock take whose answer was lost still tells an expired session from a live one, and a failed
-read restores it; removed with the lock."""
+a lock take whose answer was lost, or one that takes over a crashed holder's lock, still
+tells an expired session from a live one (and gives that expiry back); removed with the lock."""
 VERSION = "version"
 MOVED = "moved"
 MOVED_MARKER_SECONDS = 300

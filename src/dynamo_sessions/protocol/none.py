@@ -139,6 +139,7 @@ class NoLocking(Versioned):
         if session.moved:
             if session.data:
                 raise self._moved_error(session)
+            yield from self._keep(session)
             return "unchanged"  # the marker stays as it is
         if not session.data and not session.keep_empty:
             if session.item_exists or session.lock_token:
@@ -149,9 +150,10 @@ class NoLocking(Versioned):
         overhead = self._overhead(session, expires)
         payload = _core.encode_session(session.data, overhead, self.config.compress)
         if payload == session.payload:
-            if session.lock_token or self._expiry_due(session, now):
+            if self._expiry_due(session, now):
                 yield from self._refresh(session, expires)
                 return "refresh"
+            yield from self._keep(session)
             return "unchanged"
         _check_size(overhead, payload)
         yield from self._write(session, payload, expires)
@@ -208,6 +210,11 @@ class NoLocking(Versioned):
             if not is_condition_failure(exc):
                 raise
             # deleted meanwhile (logout in another tab): do not bring it back
+
+    def _keep(self, session: LoadedSession) -> Operation[None]:
+        """Nothing to write (unchanged data, no refresh due): the item stays as it is (a
+        locking mode gives its lock back)."""
+        yield from ()
 
     def _delete_for_save(self, session: LoadedSession) -> Operation[None]:
         yield from self._call("DeleteItem", {"Key": self._key(session.key)})

