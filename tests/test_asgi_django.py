@@ -181,6 +181,25 @@ def test_the_async_middleware_saves_on_the_event_loop(native: None, locking: str
     assert backend().store.metrics.total_calls == 0
 
 
+@override_settings(MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"])
+def test_djangos_own_middleware_saves_an_async_loaded_session_on_the_loop(
+        native: None) -> None:
+    """Django's sync middleware runs on a worker thread; the session it saves was loaded
+    natively, so the save goes back to the event loop (``async_to_sync``) - the loop's client,
+    the session's own state.  (A new session, which made no call before that save, is
+    created by the sync store on the worker thread.)"""
+    async def scenario() -> None:
+        client = AsyncClient()
+        assert (await client.get("/rw")).content == b"1"
+        backend().store.metrics.reset()
+        assert (await client.get("/rw")).content == b"2"
+        assert (await client.get("/ro")).content == b"2"
+
+    threads, _ = on_the_loop(scenario)
+    assert threads == {threading.get_ident()}
+    assert backend().store.metrics.total_calls == 0
+
+
 # --- through uvicorn ----------------------------------------------------------------------------
 
 
