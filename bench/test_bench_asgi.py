@@ -15,12 +15,14 @@ lost update or an error fails the case.
 
 Sides (``SIDES``, one parametrize entry each):
 
-* ``thread-pool`` - today's ``dynamo_sessions.django`` under ASGI: ``aget`` loads through
-  ``sync_to_async(thread_sensitive=False)`` (the loop's default executor, min(32, cores + 4)
-  threads), the sync middleware saves on the request's thread;
-* the native asyncio path is added here as one more entry once the async store exists (the
-  same app, its engine and middleware chosen by ``ASGI_APP_SESSION_ENGINE`` /
-  ``ASGI_APP_MIDDLEWARE``).
+* ``thread-pool`` - the engine's async path before the native one
+  (``tests/django_threadpool_engine.py``, on a boto3 client of ``ASGI_APP_POOL`` = 64
+  connections): ``aget`` loads through ``sync_to_async(thread_sensitive=False)`` (the loop's
+  default executor, min(32, cores + 4) threads), the sync middleware saves on the
+  thread-sensitive thread;
+* ``native`` - ``dynamo_sessions.django`` as it is: ``aload`` / ``asave`` on the event loop
+  through the async store (aiobotocore, ``MAX_POOL_CONNECTIONS`` = 64 connections), the
+  middleware in its async mode - no thread.
 
     pytest bench/test_bench_asgi.py --benchmark-only -s      # prints the side-by-side table
     pytest bench/test_bench_asgi.py --benchmark-disable      # a short run, as a test
@@ -46,9 +48,9 @@ from tests.asgi_support import LatencyProxy, UvicornProcess
 
 from dynamo_sessions.testing.servers import local_client
 
-dynamodb_local = test_fixtures.dynamodb_local
-"""DynamoDB Local for the whole run (the test suite's fixture: it fails rather than skips
-when ``DYNAMO_SESSIONS_REQUIRE_DYNAMODB_LOCAL`` is set)."""
+pytest_plugins = ["dynamo_sessions.testing.plugin"]
+"""``dynamodb_local``: DynamoDB Local for the whole run (the plugin's fixture; it fails rather
+than skips when ``DYNAMO_SESSIONS_REQUIRE_DYNAMODB_LOCAL`` is set)."""
 
 CLIENTS = 64
 LATENCIES_MS = [5, 25]
@@ -70,7 +72,11 @@ class Side:
 
 
 SIDES = {
-    "thread-pool": Side("tests.asgi_django_app:application"),
+    "thread-pool": Side("tests.asgi_django_app:application", {
+        "ASGI_APP_ASYNC": "thread",
+        "ASGI_APP_SESSION_ENGINE": "tests.django_threadpool_engine",
+        "ASGI_APP_MIDDLEWARE": "tests.django_threadpool_engine.SessionMiddleware"}),
+    "native": Side("tests.asgi_django_app:application", {"ASGI_APP_ASYNC": "native"}),
 }
 RESULTS: dict[tuple[str, int], dict[str, float]] = {}
 
@@ -188,13 +194,22 @@ def side_by_side() -> Iterator[None]:
                      f"{figures['requests_per_second']:>8.1f} {figures['p99_ms']:>8.1f} "
                      f"{figures['p99_rw_ms']:>8.1f} {figures['p99_ro_ms']:>8.1f} "
                      f"{figures['server_cpu_ms_per_request']:>22.2f}")
+    for latency_ms in LATENCIES_MS:
+        native = RESULTS.get(("native", latency_ms))
+        pool = RESULTS.get(("thread-pool", latency_ms))
+        if native and pool:
+            ratio = {name: native[name] / pool[name] for name in
+                     ("requests_per_second", "p99_ms", "server_cpu_ms_per_request")}
+            lines.append(f"native / thread-pool at {latency_ms} ms: requests/s "
+                         f"x{ratio['requests_per_second']:.2f}, p99 x{ratio['p99_ms']:.2f}, "
+                         f"server CPU per request x{ratio['server_cpu_ms_per_request']:.2f}")
     print("\n" + "\n".join(lines))
 
 
 @pytest.mark.dynamodb_local
 @pytest.mark.benchmark(group="asgi")
-@pytest.mark.parametrize("latency_ms", LATENCIES_MS)
-@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("side", SIDES)  # innermost: the sides of one latency run in turn,
+@pytest.mark.parametrize("latency_ms", LATENCIES_MS)  # so a busy machine moves both alike
 def test_asgi_sessions_under_latency(benchmark: Any, dynamodb_local: Any, side: str,
                                      latency_ms: int) -> None:
     table = f"bench-asgi-{uuid.uuid4().hex[:12]}"

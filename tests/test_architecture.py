@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("operations", ("ops", "ops.*", "table", "stats")),
     ("handler", ("handler",)),
     ("web", ("web", "web.*")),
-    ("adapters", ("wsgi", "flask", "django", "asgi", "quart")),
+    ("adapters", ("wsgi", "flask", "django", "django_backend", "asgi", "quart")),
     ("public", ("__init__",)),
     ("testing", ("testing", "testing.*")),
     ("demo", ("demo", "demo.*")),

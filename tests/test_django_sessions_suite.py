@@ -42,13 +42,20 @@ def django_table(dynamodb_local: DynamoDBLocal) -> Iterator[tuple[Any, str]]:
 
 
 @pytest.fixture(scope="class", autouse=True)
-def dynamo_engine(request: pytest.FixtureRequest,
+def dynamo_engine(request: pytest.FixtureRequest, dynamodb_local: DynamoDBLocal,
                   django_table: tuple[Any, str]) -> Iterator[None]:
-    """The engine on DynamoDB Local in the class's locking mode (its own key prefix)."""
+    """The engine on DynamoDB Local in the class's locking mode (its own key prefix): given
+    a boto3 client (its async methods on a thread), or - ``native`` classes - the endpoint
+    (its async methods on the event loop, through the async store)."""
     client, table = django_table
     options = {"table_name": table, "client": client, "locking": request.cls.locking,
                "session_name": unique_name()}
-    with override_settings(DYNAMO_SESSIONS=options):
+    credentials = {}
+    if getattr(request.cls, "native", False):
+        del options["client"]
+        options.update(endpoint_url=dynamodb_local.endpoint_url, region_name="us-east-1")
+        credentials = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+    with override_settings(DYNAMO_SESSIONS=options), mock.patch.dict(os.environ, credentials):
         yield
 
 
@@ -75,6 +82,24 @@ class TestSessionStoreOptimistic(django_tests.SessionTestsMixin, SimpleTestCase)
 class TestSessionStorePessimistic(django_tests.SessionTestsMixin, SimpleTestCase):
     backend = engine.SessionStore
     locking = "pessimistic"
+
+
+class TestSessionStoreNoneNative(django_tests.SessionTestsMixin, SimpleTestCase):
+    backend = engine.SessionStore
+    locking = "none"
+    native = True
+
+
+class TestSessionStoreOptimisticNative(django_tests.SessionTestsMixin, SimpleTestCase):
+    backend = engine.SessionStore
+    locking = "optimistic"
+    native = True
+
+
+class TestSessionStorePessimisticNative(django_tests.SessionTestsMixin, SimpleTestCase):
+    backend = engine.SessionStore
+    locking = "pessimistic"
+    native = True
 
 
 class TestDjangoMiddlewareNone(django_tests.SessionMiddlewareTests):

@@ -94,6 +94,10 @@ class SessionMoved(SessionGone):
     """
 
 
+class SessionNotLoaded(DynamoSessionsError, TypeError):
+    """The data of an async session used before it was loaded (``await session.load()``)."""
+
+
 class NotACounter(DynamoSessionsError, TypeError):
     """``increment`` on a value that is not an int or float, or by a non-number."""
 
