@@ -4,9 +4,11 @@ the real aiobotocore path.
 
 Each scenario runs once to count its await points (the calls sent, the lock waits slept); then,
 for every point k, again from a fresh item, with the caller's task cancelled at the k-th: as the
-call is sent (``before``: it may or may not reach DynamoDB) and once its answer has come back
-(``after``: applied, the answer lost to the cancellation).  The hook sits between the store's
-driver and the aiobotocore client: every call is the real one.
+call is sent (``before``: it may or may not reach DynamoDB), once its answer has come back
+(``after``: applied, the answer lost to the cancellation) and as the answer is handed on
+(``late``: the operation ends, its caller is cancelled just then - a lock it took is given
+back).  The hook sits between the store's driver and the aiobotocore client: every call is the
+real one.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from dynamo_sessions.aio_store import AsyncSessionStore, create_async_store
 from dynamo_sessions.config import SessionConfig
 from dynamo_sessions.protocol.ids import new_session_id
 from dynamo_sessions.protocol.item import LoadedSession
+from dynamo_sessions.request import RequestSession
 from dynamo_sessions.store import DATA, LOCK, create_store
 from dynamo_sessions.transport import aio
 
 pytestmark = pytest.mark.dynamodb_local
 CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 MODES = ["none", "optimistic", "pessimistic"]
-WHEN = ["before", "after"]
+WHEN = ["before", "after", "late"]
 OLD = {"user": "ann", "cart": ["a"]}
 NEW = {"user": "ann", "cart": ["a", "b"], "note": "x" * 1500}
 LINGER_TURNS = 20
@@ -75,7 +78,8 @@ class Cancelling:
             try:
                 return await method(**params)
             finally:  # answered, or refused (a ClientError): then cancelled
-                if not fire and self.when == "after" and self._fire():
+                if not fire and self.when != "before" and self._fire() \
+                        and self.when == "after":
                     await self._linger()
 
         return call
@@ -86,7 +90,7 @@ class Cancelling:
             self.on_second_sleep()
         fire = self._fire()
         await asyncio.sleep(seconds)
-        if not fire and self.when == "after" and self._fire():
+        if not fire and self.when != "before" and self._fire() and self.when == "after":
             await self._linger()
 
 
@@ -124,6 +128,7 @@ def run_points(config: SessionConfig, sync_client: Any, scenario: str, at: int |
             hook = Cancelling(client)
             store = create_async_store(config, hook)
             store.sleep = hook.sleep
+            request: RequestSession | None = None
             if scenario in ("save", "merge"):
                 session = await prepare_save(store, hook, sid, scenario == "merge")
                 work: Awaitable[Any] = store.save(session)
@@ -133,7 +138,11 @@ def run_points(config: SessionConfig, sync_client: Any, scenario: str, at: int |
                 if scenario == "wait":
                     held.append(other.load(sid))
                     hook.on_second_sleep = lambda: other.release(held[0])
-                work = store.load(sid)
+                if scenario == "open":
+                    request = RequestSession(store, sid)
+                    work = request.aopen()
+                else:
+                    work = store.load(sid)
             hook.points.clear()
             hook.at, hook.when = at, when
             task = asyncio.ensure_future(work)
@@ -144,6 +153,8 @@ def run_points(config: SessionConfig, sync_client: Any, scenario: str, at: int |
             points, hook.at = list(hook.points), None
             if isinstance(result, LoadedSession):
                 await store.release(result)  # not cancelled: done with the lock
+            if request is not None and not task.cancelled():
+                await request.arelease()  # not cancelled: done with the lock
             return points, task.cancelled(), hook.fired
 
     points, cancelled, fired = asyncio.run(main())
@@ -157,6 +168,7 @@ def run_points(config: SessionConfig, sync_client: Any, scenario: str, at: int |
     ("merge", "optimistic"),
     ("load", "pessimistic"),
     ("wait", "pessimistic"),
+    ("open", "pessimistic"),
 ])
 def test_cancelled_at_every_await_point(dynamodb_local: Any, ddb_local_client: Any,
                                         local_table: str, scenario: str, locking: str) -> None:

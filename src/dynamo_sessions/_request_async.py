@@ -38,25 +38,30 @@ class AsyncTwins:
         def _delete(self, session_id: str) -> Operation[bool]: ...
         def _retire_old(self, session_id: str) -> Operation[bool]: ...
 
-    async def _arun(self, operation: Operation[T]) -> T:
-        run: Callable[[Operation[T]], Awaitable[T]] | None = getattr(self.store, "run", None)
+    async def _arun(self, operation: Operation[T], undo: bool = False) -> T:
+        """Await ``operation`` on the async store; ``undo``: a caller cancelled just as it
+        ended gives back the locks it took (a read that nobody will save)."""
+        run: Callable[..., Awaitable[T]] | None = getattr(self.store, "run", None)
         if run is None:
             operation.close()
             raise TypeError("this session's store is synchronous: call the method without 'a'")
-        return await run(operation)
+        return await run(operation, self._undo if undo else None)
+
+    def _undo(self, _: object) -> Operation[None]:
+        return self._release_locks()
 
     async def aopen(self) -> dict[str, Any]:
         """Read the cookie's session now, if not yet read (what the first dict access does on a
         sync store): its data.  A cancelled read holds no lock."""
         self.accessed = True
         if self._data is None:
-            await self._arun(self._open())
+            await self._arun(self._open(), undo=True)
             assert self._data is not None
         return self._data
 
     async def aload(self, session_id: str) -> dict[str, Any]:
         """:meth:`load`, awaited."""
-        return await self._arun(self._load_id(session_id))
+        return await self._arun(self._load_id(session_id), undo=True)
 
     async def asave(self) -> None:
         """:meth:`save`, awaited; cancelled, it leaves the old or the new session stored and
