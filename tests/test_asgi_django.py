@@ -21,7 +21,6 @@ import pytest
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_settings")
 django.setup()
 
-from django.http import HttpRequest, HttpResponse  # noqa: E402
 from django.test import AsyncClient, override_settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
@@ -33,6 +32,12 @@ from dynamo_sessions.testing.servers import DynamoDBLocal  # noqa: E402
 
 from . import asgi_session_checks as checks  # noqa: E402
 from .asgi_support import UvicornProcess  # noqa: E402
+from .django_async_support import (  # noqa: E402
+    read_only,
+    read_write,
+    saved_and_reopened,
+    untouched,
+)
 from .web_support import unique_name  # noqa: E402
 
 pytestmark = pytest.mark.dynamodb_local
@@ -104,13 +109,8 @@ def on_the_loop(scenario: Any) -> tuple[set[int], list[str]]:
 
 def test_async_methods_run_on_the_event_loop_without_a_thread(native: None) -> None:
     async def scenario() -> None:
-        session = SessionStore()
-        await session.aset("x", 1)
-        await session.asave()
+        session, other = await saved_and_reopened(SessionStore)
         key = session.session_key
-        assert key is not None and await session.aexists(key)
-        other = SessionStore(key)
-        assert await other.aget("x") == 1
         await other.arelease_lock()
         assert await session.aincrement("x", 2) == 3
         await session.asave()
@@ -132,21 +132,7 @@ def test_async_methods_run_on_the_event_loop_without_a_thread(native: None) -> N
     assert backend().async_store.metrics.total_calls > 0
 
 
-async def rw(request: HttpRequest) -> HttpResponse:
-    n = await request.session.aget("n", 0) + 1
-    await request.session.aset("n", n)
-    return HttpResponse(str(n))
-
-
-async def ro(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(str(await request.session.aget("n", 0)))
-
-
-async def untouched(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("ok")
-
-
-urlpatterns = [path("rw", rw), path("ro", ro), path("", untouched)]
+urlpatterns = [path("rw", read_write), path("ro", read_only), path("", untouched)]
 
 
 def test_the_async_middleware_saves_on_the_event_loop(native: None, locking: str) -> None:
