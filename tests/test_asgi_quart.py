@@ -79,6 +79,20 @@ def new_session(served: Served) -> Iterator[httpx.Client]:
         yield client
 
 
+@contextlib.contextmanager
+def pessimistic_session(dynamodb_local: DynamoDBLocal, table: str, max_lock_wait_seconds: float
+                        ) -> Iterator[tuple[Served, httpx.Client, str, str]]:
+    """A new session under the pessimistic lock, served with ``max_lock_wait_seconds``:
+    (the app served, the session's client, its cookie, its item's key)."""
+    app = serve(dynamodb_local, table, locking="pessimistic",
+                max_lock_wait_seconds=max_lock_wait_seconds)
+    with UvicornThread(app) as server:
+        served = Served(app, server)
+        with new_session(served) as client:
+            cookie = client.cookies[COOKIE]
+            yield served, client, cookie, served.interface.store.item_key(cookie)
+
+
 def test_untouched_request_makes_no_call_and_read_only_one_get_item(served: Served) -> None:
     with new_session(served) as client:
         served.reset()
@@ -143,37 +157,27 @@ def test_a_failed_view_stores_nothing_and_leaves_no_lock(served: Served) -> None
 def test_a_client_that_goes_away_leaves_no_lock(dynamodb_local: DynamoDBLocal,
                                                 quart_table: tuple[Any, str]) -> None:
     ddb, table = quart_table
-    app = serve(dynamodb_local, table, locking="pessimistic", max_lock_wait_seconds=20)
-    with UvicornThread(app) as server:
-        served = Served(app, server)
-        with new_session(served) as client:
-            cookie = client.cookies[COOKIE]
-            item_key = served.interface.store.item_key(cookie)
-            checks.go_away_while_holding(served.url, {COOKIE: cookie}, ddb, table, item_key)
-            checks.wait_for(lambda: not checks.locked(ddb, table, item_key))
-            assert client.get("/rw").text == "2"
+    with pessimistic_session(dynamodb_local, table, 20) as (served, client, cookie, item_key):
+        checks.go_away_while_holding(served.url, {COOKIE: cookie}, ddb, table, item_key)
+        checks.wait_for(lambda: not checks.locked(ddb, table, item_key))
+        assert client.get("/rw").text == "2"
 
 
 def test_a_session_locked_past_the_wait_answers_503(dynamodb_local: DynamoDBLocal,
                                                     quart_table: tuple[Any, str]) -> None:
     ddb, table = quart_table
-    app = serve(dynamodb_local, table, locking="pessimistic", max_lock_wait_seconds=0.2)
-    with UvicornThread(app) as server:
-        served = Served(app, server)
-        with new_session(served) as client:
-            cookie = client.cookies[COOKIE]
-            item_key = served.interface.store.item_key(cookie)
+    with pessimistic_session(dynamodb_local, table, 0.2) as (served, client, cookie, item_key):
 
-            async def read(other: httpx.AsyncClient) -> httpx.Response:
-                return await other.get("/ro")
+        async def read(other: httpx.AsyncClient) -> httpx.Response:
+            return await other.get("/ro")
 
-            answer = checks.go_away_while_holding(served.url, {COOKIE: cookie}, ddb, table,
-                                           item_key, read)
-            assert answer.status_code == 503
-            assert answer.headers["retry-after"] == "1"
-            assert "no-store" in answer.headers["cache-control"]
-            checks.wait_for(lambda: not checks.locked(ddb, table, item_key))
-            assert client.get("/rw").text == "2"
+        answer = checks.go_away_while_holding(served.url, {COOKIE: cookie}, ddb, table,
+                                              item_key, read)
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"] == "1"
+        assert "no-store" in answer.headers["cache-control"]
+        checks.wait_for(lambda: not checks.locked(ddb, table, item_key))
+        assert client.get("/rw").text == "2"
 
 
 def test_autoload_loads_before_the_view(dynamodb_local: DynamoDBLocal,
