@@ -5,7 +5,6 @@ on DynamoDB Local through aiobotocore."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -16,25 +15,12 @@ from dynamo_sessions.errors import LockTimeout
 from dynamo_sessions.protocol.ids import new_session_id
 from dynamo_sessions.request import RequestSession
 from dynamo_sessions.store import LOCK, MOVED, create_store
-from dynamo_sessions.transport import aio
+
+from .aio_support import MODES, TASKS, config_for, with_store
 
 pytestmark = pytest.mark.dynamodb_local
-CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
-MODES = ["none", "optimistic", "pessimistic"]
-TASKS = 16
 
 
-def with_store(config: SessionConfig, body: Callable[[AsyncSessionStore], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        async with aio.build_async_client(config, **CREDENTIALS) as client:
-            return await body(create_async_store(config, client))
-
-    return asyncio.run(main())
-
-
-def config_for(dynamodb_local: Any, table: str, locking: str, **options: Any) -> SessionConfig:
-    return SessionConfig(table_name=table, endpoint_url=dynamodb_local.endpoint_url,
-                         locking=locking, **options)
 
 
 def stored(client: Any, config: SessionConfig, sid: str) -> dict[str, Any]:
