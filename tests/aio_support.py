@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+
 from dynamo_sessions.aio_store import AsyncSessionStore, create_async_store
 from dynamo_sessions.config import SessionConfig
 from dynamo_sessions.transport import aio
@@ -31,3 +33,10 @@ def with_store(config: SessionConfig,
             return await body(create_async_store(config, client))
 
     return asyncio.run(main())
+
+
+@pytest.fixture(params=MODES, name="config")
+def mode_config(request: pytest.FixtureRequest, dynamodb_local: Any,
+                local_table: str) -> SessionConfig:
+    """A config on DynamoDB Local's ``local_table``, once per locking mode."""
+    return config_for(dynamodb_local, local_table, request.param)

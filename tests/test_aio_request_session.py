@@ -16,7 +16,13 @@ from dynamo_sessions.protocol.ids import new_session_id
 from dynamo_sessions.request import RequestSession
 from dynamo_sessions.store import LOCK, MOVED, create_store
 
-from .aio_support import MODES, TASKS, config_for, with_store
+from .aio_support import (
+    MODES,
+    TASKS,
+    config_for,
+    mode_config,  # noqa: F401 - the `config` fixture, one per locking mode
+    with_store,
+)
 
 pytestmark = pytest.mark.dynamodb_local
 
@@ -29,10 +35,7 @@ def stored(client: Any, config: SessionConfig, sid: str) -> dict[str, Any]:
                                 ConsistentRead=True).get("Item", {}))
 
 
-@pytest.mark.parametrize("locking", MODES)
-def test_a_request_cycle(dynamodb_local: Any, ddb_local_client: Any, local_table: str,
-                         locking: str) -> None:
-    config = config_for(dynamodb_local, local_table, locking)
+def test_a_request_cycle(ddb_local_client: Any, config: SessionConfig) -> None:
 
     async def body(store: AsyncSessionStore) -> dict[str, Any]:
         seen: dict[str, Any] = {}
@@ -112,10 +115,7 @@ def test_concurrent_requests_lose_no_increment(dynamodb_local: Any, ddb_local_cl
     assert LOCK not in stored(ddb_local_client, config, sid)
 
 
-@pytest.mark.parametrize("locking", MODES)
-def test_the_explicit_steps(dynamodb_local: Any, ddb_local_client: Any, local_table: str,
-                            locking: str) -> None:
-    config = config_for(dynamodb_local, local_table, locking)
+def test_the_explicit_steps(ddb_local_client: Any, config: SessionConfig) -> None:
     sid, moved_to = new_session_id(), new_session_id()
 
     async def body(store: AsyncSessionStore) -> dict[str, Any]:

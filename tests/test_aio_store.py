@@ -20,7 +20,13 @@ from dynamo_sessions.errors import LockTimeout, SessionExists, SessionMoved
 from dynamo_sessions.protocol.ids import new_session_id
 from dynamo_sessions.store import LOCK, MOVED, create_store
 
-from .aio_support import MODES, TASKS, config_for, with_store
+from .aio_support import (
+    MODES,
+    TASKS,
+    config_for,
+    mode_config,  # noqa: F401 - the `config` fixture, one per locking mode
+    with_store,
+)
 
 pytestmark = pytest.mark.dynamodb_local
 
@@ -49,10 +55,8 @@ def test_the_strategy_is_chosen_by_the_config() -> None:
     assert type(store.protocol) is type(sync_store.protocol)
 
 
-@pytest.mark.parametrize("locking", MODES)
-def test_every_operation(dynamodb_local: Any, ddb_local_client: Any, local_table: str,
-                         locking: str) -> None:
-    config = config_for(dynamodb_local, local_table, locking)
+def test_every_operation(ddb_local_client: Any, local_table: str, config: SessionConfig) -> None:
+    locking = config.locking
     sid, new_id = new_session_id(), new_session_id()
 
     async def body(store: AsyncSessionStore) -> dict[str, Any]:
@@ -197,10 +201,9 @@ def _workload(locking: str, sid: str) -> list[tuple[str, tuple[Any, ...]]]:
             ("delete", (sid,))]
 
 
-@pytest.mark.parametrize("locking", MODES)
-def test_the_figures_are_the_sync_stores(dynamodb_local: Any, ddb_local_client: Any,
-                                         local_table: str, locking: str) -> None:
-    config = config_for(dynamodb_local, local_table, locking)
+def test_the_figures_are_the_sync_stores(ddb_local_client: Any,
+                                         config: SessionConfig) -> None:
+    locking = config.locking
     sync_store = create_store(config.replace(client=ddb_local_client))
     sid = new_session_id()
     session: Any = None
