@@ -16,15 +16,10 @@ from dynamo_sessions.protocol.ids import new_session_id
 from dynamo_sessions.request import RequestSession
 from dynamo_sessions.store import LOCK, MOVED, create_store
 
-from .aio_support import (
-    MODES,
-    TASKS,
-    config_for,
-    mode_config,  # noqa: F401 - the `config` fixture, one per locking mode
-    with_store,
-)
+from . import aio_support
 
 pytestmark = pytest.mark.dynamodb_local
+mode_config = aio_support.mode_config  # the `config` fixture, one per locking mode
 
 
 
@@ -78,7 +73,7 @@ def test_a_request_cycle(ddb_local_client: Any, config: SessionConfig) -> None:
         seen["cookie_deleted"] = logout.needs_cookie_deleted
         return seen
 
-    seen = with_store(config, body)
+    seen = aio_support.with_store(config, body)
     assert seen["new_calls"] == 0 and seen["cookie"] is True
     assert seen["second_cookie"] is False and seen["locked_after_save"] is False
     assert seen["untouched_calls"] == 0
@@ -87,11 +82,11 @@ def test_a_request_cycle(ddb_local_client: Any, config: SessionConfig) -> None:
     assert seen["deleted"] and seen["cookie_deleted"]
 
 
-@pytest.mark.parametrize("locking", MODES)
+@pytest.mark.parametrize("locking", aio_support.MODES)
 def test_concurrent_requests_lose_no_increment(dynamodb_local: Any, ddb_local_client: Any,
                                                local_table: str, locking: str) -> None:
-    config = config_for(dynamodb_local, local_table, locking, max_lock_wait_seconds=60,
-                        max_write_retries=100)
+    config = aio_support.config_for(dynamodb_local, local_table, locking, max_lock_wait_seconds=60,
+                                    max_write_retries=100)
 
     async def one(store: AsyncSessionStore, sid: str) -> None:
         request = RequestSession(store, sid, cookie_present=True)
@@ -104,14 +99,14 @@ def test_concurrent_requests_lose_no_increment(dynamodb_local: Any, ddb_local_cl
         start["visits"] = 0
         await start.asave()
         assert start.id is not None
-        await asyncio.gather(*(one(store, start.id) for _ in range(TASKS)))
+        await asyncio.gather(*(one(store, start.id) for _ in range(aio_support.TASKS)))
         final = RequestSession(store, start.id)
         data = dict(await final.aopen())
         await final.arelease()
         return data, start.id
 
-    data, sid = with_store(config, body)
-    assert data == {"visits": TASKS}
+    data, sid = aio_support.with_store(config, body)
+    assert data == {"visits": aio_support.TASKS}
     assert LOCK not in stored(ddb_local_client, config, sid)
 
 
@@ -136,7 +131,7 @@ def test_the_explicit_steps(ddb_local_client: Any, config: SessionConfig) -> Non
         seen["new_exists"] = await php.aexists(moved_to)
         return seen
 
-    seen = with_store(config, body)
+    seen = aio_support.with_store(config, body)
     assert seen == {"exists": True, "retired": True, "old_exists": False,
                     "read": {"a": 2}, "written": True, "retire_other": False, "gone": True,
                     "new_exists": False}
@@ -145,7 +140,8 @@ def test_the_explicit_steps(ddb_local_client: Any, config: SessionConfig) -> Non
 
 def test_a_lock_timeout_is_raised_on_every_access(dynamodb_local: Any, ddb_local_client: Any,
                                                   local_table: str) -> None:
-    config = config_for(dynamodb_local, local_table, "pessimistic", max_lock_wait_seconds=0.2)
+    config = aio_support.config_for(dynamodb_local, local_table, "pessimistic",
+                                    max_lock_wait_seconds=0.2)
     sid = new_session_id()
     holder = create_store(config.replace(client=ddb_local_client))
     holder.create(sid, {"a": 1})
@@ -160,14 +156,14 @@ def test_a_lock_timeout_is_raised_on_every_access(dynamodb_local: Any, ddb_local
         await request.asave()
         return store.metrics.lock_timeouts
 
-    assert with_store(config, body) == 1
+    assert aio_support.with_store(config, body) == 1
     holder.release(held)
     assert LOCK not in stored(ddb_local_client, config, sid)
 
 
 def test_a_cancelled_save_releases_the_lock(dynamodb_local: Any, ddb_local_client: Any,
                                             local_table: str) -> None:
-    config = config_for(dynamodb_local, local_table, "pessimistic")
+    config = aio_support.config_for(dynamodb_local, local_table, "pessimistic")
     sid = new_session_id()
 
     async def body(store: AsyncSessionStore) -> dict[str, Any]:
@@ -185,7 +181,7 @@ def test_a_cancelled_save_releases_the_lock(dynamodb_local: Any, ddb_local_clien
         await after.arelease()
         return data
 
-    data = with_store(config, body)
+    data = aio_support.with_store(config, body)
     assert data in ({"a": 1}, {"a": 2})
     assert LOCK not in stored(ddb_local_client, config, sid)
 
