@@ -36,6 +36,8 @@ from django.urls import path
 
 from dynamo_sessions.testing.servers import local_client
 
+from .django_async_support import read_only, read_write, untouched
+
 # This module is the app's settings, whatever the parent (a test run whose other modules set
 # their own settings module) left in the environment the server inherited.
 os.environ["DJANGO_SETTINGS_MODULE"] = "tests.asgi_django_app"
@@ -62,20 +64,6 @@ else:
     DYNAMO_SESSIONS["client"] = local_client(
         os.environ.get("ASGI_APP_ENDPOINT_URL") or None,
         max_pool_connections=int(os.environ.get("ASGI_APP_POOL", "64")))
-
-
-async def untouched(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("ok")
-
-
-async def read_write(request: HttpRequest) -> HttpResponse:
-    n = await request.session.aget("n", 0) + 1
-    await request.session.aset("n", n)
-    return HttpResponse(str(n))
-
-
-async def read_only(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(str(await request.session.aget("n", 0)))
 
 
 async def increment(request: HttpRequest) -> HttpResponse:

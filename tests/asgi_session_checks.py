@@ -15,6 +15,7 @@ import pytest
 
 from dynamo_sessions.testing.servers import local_client
 
+LOCKINGS = ["none", "optimistic", "pessimistic"]
 CONCURRENT = 16
 """Concurrent same-session requests of the lost-update tests."""
 
@@ -29,6 +30,17 @@ def sessions_table(endpoint_url: str, prefix: str) -> Iterator[tuple[Any, str]]:
     make_table(client, name)
     yield client, name
     client.delete_table(TableName=name)
+
+
+def table_fixture(name: str, prefix: str) -> Any:
+    """A module-scoped fixture ``name``: a :func:`sessions_table` on the ``dynamodb_local``
+    fixture's server, shared by the module's tests."""
+    @pytest.fixture(scope="module", name=name)
+    def table(dynamodb_local: Any) -> Iterator[tuple[Any, str]]:
+        with sessions_table(dynamodb_local.endpoint_url, prefix) as made:
+            yield made
+
+    return table
 
 
 def dummy_credentials(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,6 @@ on DynamoDB Local through aiobotocore."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -16,25 +15,13 @@ from dynamo_sessions.errors import LockTimeout
 from dynamo_sessions.protocol.ids import new_session_id
 from dynamo_sessions.request import RequestSession
 from dynamo_sessions.store import LOCK, MOVED, create_store
-from dynamo_sessions.transport import aio
+
+from . import aio_support
 
 pytestmark = pytest.mark.dynamodb_local
-CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
-MODES = ["none", "optimistic", "pessimistic"]
-TASKS = 16
+mode_config = aio_support.mode_config  # the `config` fixture, one per locking mode
 
 
-def with_store(config: SessionConfig, body: Callable[[AsyncSessionStore], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        async with aio.build_async_client(config, **CREDENTIALS) as client:
-            return await body(create_async_store(config, client))
-
-    return asyncio.run(main())
-
-
-def config_for(dynamodb_local: Any, table: str, locking: str, **options: Any) -> SessionConfig:
-    return SessionConfig(table_name=table, endpoint_url=dynamodb_local.endpoint_url,
-                         locking=locking, **options)
 
 
 def stored(client: Any, config: SessionConfig, sid: str) -> dict[str, Any]:
@@ -43,10 +30,7 @@ def stored(client: Any, config: SessionConfig, sid: str) -> dict[str, Any]:
                                 ConsistentRead=True).get("Item", {}))
 
 
-@pytest.mark.parametrize("locking", MODES)
-def test_a_request_cycle(dynamodb_local: Any, ddb_local_client: Any, local_table: str,
-                         locking: str) -> None:
-    config = config_for(dynamodb_local, local_table, locking)
+def test_a_request_cycle(ddb_local_client: Any, config: SessionConfig) -> None:
 
     async def body(store: AsyncSessionStore) -> dict[str, Any]:
         seen: dict[str, Any] = {}
@@ -89,7 +73,7 @@ def test_a_request_cycle(dynamodb_local: Any, ddb_local_client: Any, local_table
         seen["cookie_deleted"] = logout.needs_cookie_deleted
         return seen
 
-    seen = with_store(config, body)
+    seen = aio_support.with_store(config, body)
     assert seen["new_calls"] == 0 and seen["cookie"] is True
     assert seen["second_cookie"] is False and seen["locked_after_save"] is False
     assert seen["untouched_calls"] == 0
@@ -98,11 +82,11 @@ def test_a_request_cycle(dynamodb_local: Any, ddb_local_client: Any, local_table
     assert seen["deleted"] and seen["cookie_deleted"]
 
 
-@pytest.mark.parametrize("locking", MODES)
+@pytest.mark.parametrize("locking", aio_support.MODES)
 def test_concurrent_requests_lose_no_increment(dynamodb_local: Any, ddb_local_client: Any,
                                                local_table: str, locking: str) -> None:
-    config = config_for(dynamodb_local, local_table, locking, max_lock_wait_seconds=60,
-                        max_write_retries=100)
+    config = aio_support.config_for(dynamodb_local, local_table, locking, max_lock_wait_seconds=60,
+                                    max_write_retries=100)
 
     async def one(store: AsyncSessionStore, sid: str) -> None:
         request = RequestSession(store, sid, cookie_present=True)
@@ -115,21 +99,18 @@ def test_concurrent_requests_lose_no_increment(dynamodb_local: Any, ddb_local_cl
         start["visits"] = 0
         await start.asave()
         assert start.id is not None
-        await asyncio.gather(*(one(store, start.id) for _ in range(TASKS)))
+        await asyncio.gather(*(one(store, start.id) for _ in range(aio_support.TASKS)))
         final = RequestSession(store, start.id)
         data = dict(await final.aopen())
         await final.arelease()
         return data, start.id
 
-    data, sid = with_store(config, body)
-    assert data == {"visits": TASKS}
+    data, sid = aio_support.with_store(config, body)
+    assert data == {"visits": aio_support.TASKS}
     assert LOCK not in stored(ddb_local_client, config, sid)
 
 
-@pytest.mark.parametrize("locking", MODES)
-def test_the_explicit_steps(dynamodb_local: Any, ddb_local_client: Any, local_table: str,
-                            locking: str) -> None:
-    config = config_for(dynamodb_local, local_table, locking)
+def test_the_explicit_steps(ddb_local_client: Any, config: SessionConfig) -> None:
     sid, moved_to = new_session_id(), new_session_id()
 
     async def body(store: AsyncSessionStore) -> dict[str, Any]:
@@ -150,7 +131,7 @@ def test_the_explicit_steps(dynamodb_local: Any, ddb_local_client: Any, local_ta
         seen["new_exists"] = await php.aexists(moved_to)
         return seen
 
-    seen = with_store(config, body)
+    seen = aio_support.with_store(config, body)
     assert seen == {"exists": True, "retired": True, "old_exists": False,
                     "read": {"a": 2}, "written": True, "retire_other": False, "gone": True,
                     "new_exists": False}
@@ -159,7 +140,8 @@ def test_the_explicit_steps(dynamodb_local: Any, ddb_local_client: Any, local_ta
 
 def test_a_lock_timeout_is_raised_on_every_access(dynamodb_local: Any, ddb_local_client: Any,
                                                   local_table: str) -> None:
-    config = config_for(dynamodb_local, local_table, "pessimistic", max_lock_wait_seconds=0.2)
+    config = aio_support.config_for(dynamodb_local, local_table, "pessimistic",
+                                    max_lock_wait_seconds=0.2)
     sid = new_session_id()
     holder = create_store(config.replace(client=ddb_local_client))
     holder.create(sid, {"a": 1})
@@ -174,14 +156,14 @@ def test_a_lock_timeout_is_raised_on_every_access(dynamodb_local: Any, ddb_local
         await request.asave()
         return store.metrics.lock_timeouts
 
-    assert with_store(config, body) == 1
+    assert aio_support.with_store(config, body) == 1
     holder.release(held)
     assert LOCK not in stored(ddb_local_client, config, sid)
 
 
 def test_a_cancelled_save_releases_the_lock(dynamodb_local: Any, ddb_local_client: Any,
                                             local_table: str) -> None:
-    config = config_for(dynamodb_local, local_table, "pessimistic")
+    config = aio_support.config_for(dynamodb_local, local_table, "pessimistic")
     sid = new_session_id()
 
     async def body(store: AsyncSessionStore) -> dict[str, Any]:
@@ -199,7 +181,7 @@ def test_a_cancelled_save_releases_the_lock(dynamodb_local: Any, ddb_local_clien
         await after.arelease()
         return data
 
-    data = with_store(config, body)
+    data = aio_support.with_store(config, body)
     assert data in ({"a": 1}, {"a": 2})
     assert LOCK not in stored(ddb_local_client, config, sid)
 

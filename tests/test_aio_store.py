@@ -5,7 +5,6 @@ client built per event loop, and the same figures as the sync store for the same
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -20,27 +19,18 @@ from dynamo_sessions.config import SessionConfig
 from dynamo_sessions.errors import LockTimeout, SessionExists, SessionMoved
 from dynamo_sessions.protocol.ids import new_session_id
 from dynamo_sessions.store import LOCK, MOVED, create_store
-from dynamo_sessions.transport import aio
+
+from .aio_support import (
+    MODES,
+    TASKS,
+    config_for,
+    mode_config,  # noqa: F401 - the `config` fixture, one per locking mode
+    with_store,
+)
 
 pytestmark = pytest.mark.dynamodb_local
-CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
-MODES = ["none", "optimistic", "pessimistic"]
-TASKS = 16
 
 
-def config_for(dynamodb_local: Any, table: str, locking: str, **options: Any) -> SessionConfig:
-    return SessionConfig(table_name=table, endpoint_url=dynamodb_local.endpoint_url,
-                         locking=locking, **options)
-
-
-def with_store(config: SessionConfig,
-               body: Callable[[AsyncSessionStore], Awaitable[Any]]) -> Any:
-    """Run ``body(store)`` on a fresh event loop, the store on a client given to it."""
-    async def main() -> Any:
-        async with aio.build_async_client(config, **CREDENTIALS) as client:
-            return await body(create_async_store(config, client))
-
-    return asyncio.run(main())
 
 
 def stored(client: Any, table: str, key: str) -> dict[str, Any]:
@@ -65,10 +55,8 @@ def test_the_strategy_is_chosen_by_the_config() -> None:
     assert type(store.protocol) is type(sync_store.protocol)
 
 
-@pytest.mark.parametrize("locking", MODES)
-def test_every_operation(dynamodb_local: Any, ddb_local_client: Any, local_table: str,
-                         locking: str) -> None:
-    config = config_for(dynamodb_local, local_table, locking)
+def test_every_operation(ddb_local_client: Any, local_table: str, config: SessionConfig) -> None:
+    locking = config.locking
     sid, new_id = new_session_id(), new_session_id()
 
     async def body(store: AsyncSessionStore) -> dict[str, Any]:
@@ -213,10 +201,9 @@ def _workload(locking: str, sid: str) -> list[tuple[str, tuple[Any, ...]]]:
             ("delete", (sid,))]
 
 
-@pytest.mark.parametrize("locking", MODES)
-def test_the_figures_are_the_sync_stores(dynamodb_local: Any, ddb_local_client: Any,
-                                         local_table: str, locking: str) -> None:
-    config = config_for(dynamodb_local, local_table, locking)
+def test_the_figures_are_the_sync_stores(ddb_local_client: Any,
+                                         config: SessionConfig) -> None:
+    locking = config.locking
     sync_store = create_store(config.replace(client=ddb_local_client))
     sid = new_session_id()
     session: Any = None

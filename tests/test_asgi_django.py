@@ -21,7 +21,6 @@ import pytest
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_settings")
 django.setup()
 
-from django.http import HttpRequest, HttpResponse  # noqa: E402
 from django.test import AsyncClient, override_settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
@@ -31,31 +30,25 @@ from dynamo_sessions.django import SessionStore, backend  # noqa: E402
 from dynamo_sessions.store import create_store, new_session_id  # noqa: E402
 from dynamo_sessions.testing.servers import DynamoDBLocal  # noqa: E402
 
-from .asgi_session_checks import (  # noqa: E402
-    CONCURRENT,
-    concurrently,
-    dummy_credentials,
-    go_away_while_holding,
-    locked,
-    sessions_table,
-    wait_for,
-)
+from . import asgi_session_checks as checks  # noqa: E402
 from .asgi_support import UvicornProcess  # noqa: E402
+from .django_async_support import (  # noqa: E402
+    read_only,
+    read_write,
+    saved_and_reopened,
+    untouched,
+)
 from .web_support import unique_name  # noqa: E402
 
 pytestmark = pytest.mark.dynamodb_local
 
-LOCKINGS = ["none", "optimistic", "pessimistic"]
 COOKIE = "sessionid"
 
 
-@pytest.fixture(scope="module")
-def django_table(dynamodb_local: DynamoDBLocal) -> Iterator[tuple[Any, str]]:
-    with sessions_table(dynamodb_local.endpoint_url, "asgi-django") as table:
-        yield table
+django_table = checks.table_fixture("django_table", "asgi-django")
 
 
-@pytest.fixture(params=LOCKINGS)
+@pytest.fixture(params=checks.LOCKINGS)
 def locking(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -64,7 +57,7 @@ def locking(request: pytest.FixtureRequest) -> str:
 def native(monkeypatch: pytest.MonkeyPatch, dynamodb_local: DynamoDBLocal,
            django_table: tuple[Any, str], locking: str) -> Iterator[None]:
     """The engine given its endpoint (no client): its async methods on the async store."""
-    dummy_credentials(monkeypatch)
+    checks.dummy_credentials(monkeypatch)
     options = {"table_name": django_table[1], "endpoint_url": dynamodb_local.endpoint_url,
                "region_name": "us-east-1", "locking": locking, "session_name": unique_name()}
     with override_settings(DYNAMO_SESSIONS=options, ROOT_URLCONF=__name__):
@@ -116,13 +109,8 @@ def on_the_loop(scenario: Any) -> tuple[set[int], list[str]]:
 
 def test_async_methods_run_on_the_event_loop_without_a_thread(native: None) -> None:
     async def scenario() -> None:
-        session = SessionStore()
-        await session.aset("x", 1)
-        await session.asave()
+        session, other = await saved_and_reopened(SessionStore)
         key = session.session_key
-        assert key is not None and await session.aexists(key)
-        other = SessionStore(key)
-        assert await other.aget("x") == 1
         await other.arelease_lock()
         assert await session.aincrement("x", 2) == 3
         await session.asave()
@@ -144,21 +132,7 @@ def test_async_methods_run_on_the_event_loop_without_a_thread(native: None) -> N
     assert backend().async_store.metrics.total_calls > 0
 
 
-async def rw(request: HttpRequest) -> HttpResponse:
-    n = await request.session.aget("n", 0) + 1
-    await request.session.aset("n", n)
-    return HttpResponse(str(n))
-
-
-async def ro(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(str(await request.session.aget("n", 0)))
-
-
-async def untouched(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("ok")
-
-
-urlpatterns = [path("rw", rw), path("ro", ro), path("", untouched)]
+urlpatterns = [path("rw", read_write), path("ro", read_only), path("", untouched)]
 
 
 def test_the_async_middleware_saves_on_the_event_loop(native: None, locking: str) -> None:
@@ -247,9 +221,10 @@ def test_served_concurrent_requests_on_one_session_lose_no_update(
         pytest.skip("a plain read-modify-write is serialized by the pessimistic lock only; "
                     "the other modes keep counters with aincrement()")
     with new_session(server) as client:
-        answers = asyncio.run(concurrently(server.url, {COOKIE: client.cookies[COOKIE]}, path))
-        assert [answer.status_code for answer in answers] == [200] * CONCURRENT
-        assert client.get("/ro").text == str(1 + CONCURRENT)
+        cookies = {COOKIE: client.cookies[COOKIE]}
+        answers = asyncio.run(checks.concurrently(server.url, cookies, path))
+        assert [answer.status_code for answer in answers] == [200] * checks.CONCURRENT
+        assert client.get("/ro").text == str(1 + checks.CONCURRENT)
 
 
 def test_served_cycle_key_and_flush(server: UvicornProcess) -> None:
@@ -274,7 +249,7 @@ def test_served_client_that_goes_away_leaves_no_lock(server: UvicornProcess,
         cookie = client.cookies[COOKIE]
         item_key = create_store(SessionConfig(table_name=table), ddb,
                                 session_name=COOKIE).item_key(cookie)
-        assert not locked(ddb, table, item_key)
-        go_away_while_holding(server.url, {COOKIE: cookie}, ddb, table, item_key)
-        wait_for(lambda: not locked(ddb, table, item_key))
+        assert not checks.locked(ddb, table, item_key)
+        checks.go_away_while_holding(server.url, {COOKIE: cookie}, ddb, table, item_key)
+        checks.wait_for(lambda: not checks.locked(ddb, table, item_key))
         assert client.get("/rw").text == "2"

@@ -17,33 +17,21 @@ import quart
 from dynamo_sessions.errors import ConfigError, SessionNotLoaded
 from dynamo_sessions.testing.servers import DynamoDBLocal
 
+from . import asgi_session_checks as checks
 from .asgi_quart_app import make_app
-from .asgi_session_checks import (
-    CONCURRENT,
-    concurrently,
-    dummy_credentials,
-    go_away_while_holding,
-    locked,
-    sessions_table,
-    wait_for,
-)
 from .asgi_support import UvicornThread
 
 pytestmark = pytest.mark.dynamodb_local
 
-LOCKINGS = ["none", "optimistic", "pessimistic"]
 COOKIE = "session"
 
 
-@pytest.fixture(scope="module")
-def quart_table(dynamodb_local: DynamoDBLocal) -> Iterator[tuple[Any, str]]:
-    with sessions_table(dynamodb_local.endpoint_url, "quart") as table:
-        yield table
+quart_table = checks.table_fixture("quart_table", "quart")
 
 
 @pytest.fixture(autouse=True)
 def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    dummy_credentials(monkeypatch)
+    checks.dummy_credentials(monkeypatch)
 
 
 class Served:
@@ -72,7 +60,7 @@ def serve(dynamodb_local: DynamoDBLocal, table: str, **options: Any) -> Any:
     return app
 
 
-@pytest.fixture(params=LOCKINGS)
+@pytest.fixture(params=checks.LOCKINGS)
 def served(request: pytest.FixtureRequest, dynamodb_local: DynamoDBLocal,
            quart_table: tuple[Any, str]) -> Iterator[Served]:
     app = serve(dynamodb_local, quart_table[1], locking=request.param,
@@ -89,6 +77,20 @@ def new_session(served: Served) -> Iterator[httpx.Client]:
         assert answer.status_code == 200 and answer.text == "1"
         assert COOKIE in client.cookies
         yield client
+
+
+@contextlib.contextmanager
+def pessimistic_session(dynamodb_local: DynamoDBLocal, table: str, max_lock_wait_seconds: float
+                        ) -> Iterator[tuple[Served, httpx.Client, str, str]]:
+    """A new session under the pessimistic lock, served with ``max_lock_wait_seconds``:
+    (the app served, the session's client, its cookie, its item's key)."""
+    app = serve(dynamodb_local, table, locking="pessimistic",
+                max_lock_wait_seconds=max_lock_wait_seconds)
+    with UvicornThread(app) as server:
+        served = Served(app, server)
+        with new_session(served) as client:
+            cookie = client.cookies[COOKIE]
+            yield served, client, cookie, served.interface.store.item_key(cookie)
 
 
 def test_untouched_request_makes_no_call_and_read_only_one_get_item(served: Served) -> None:
@@ -112,13 +114,13 @@ def test_concurrent_requests_on_one_session_lose_no_update(served: Served, path:
                     "the other modes keep counters with increment()")
     with new_session(served) as client:
         cookie = client.cookies[COOKIE]
-        responses = asyncio.run(concurrently(served.url, {COOKIE: cookie}, path))
+        responses = asyncio.run(checks.concurrently(served.url, {COOKIE: cookie}, path))
         answers = [answer.text for answer in responses]
-        assert [answer.status_code for answer in responses] == [200] * CONCURRENT
+        assert [answer.status_code for answer in responses] == [200] * checks.CONCURRENT
         final = int(client.get("/ro").text)
-    assert final == 1 + CONCURRENT  # increments travel as deltas in every mode
+    assert final == 1 + checks.CONCURRENT  # increments travel as deltas in every mode
     if locking == "pessimistic":
-        assert sorted(map(int, answers)) == list(range(2, CONCURRENT + 2))
+        assert sorted(map(int, answers)) == list(range(2, checks.CONCURRENT + 2))
 
 
 def test_login_regenerates_the_id_and_logout_deletes_the_session(served: Served) -> None:
@@ -155,37 +157,27 @@ def test_a_failed_view_stores_nothing_and_leaves_no_lock(served: Served) -> None
 def test_a_client_that_goes_away_leaves_no_lock(dynamodb_local: DynamoDBLocal,
                                                 quart_table: tuple[Any, str]) -> None:
     ddb, table = quart_table
-    app = serve(dynamodb_local, table, locking="pessimistic", max_lock_wait_seconds=20)
-    with UvicornThread(app) as server:
-        served = Served(app, server)
-        with new_session(served) as client:
-            cookie = client.cookies[COOKIE]
-            item_key = served.interface.store.item_key(cookie)
-            go_away_while_holding(served.url, {COOKIE: cookie}, ddb, table, item_key)
-            wait_for(lambda: not locked(ddb, table, item_key))
-            assert client.get("/rw").text == "2"
+    with pessimistic_session(dynamodb_local, table, 20) as (served, client, cookie, item_key):
+        checks.go_away_while_holding(served.url, {COOKIE: cookie}, ddb, table, item_key)
+        checks.wait_for(lambda: not checks.locked(ddb, table, item_key))
+        assert client.get("/rw").text == "2"
 
 
 def test_a_session_locked_past_the_wait_answers_503(dynamodb_local: DynamoDBLocal,
                                                     quart_table: tuple[Any, str]) -> None:
     ddb, table = quart_table
-    app = serve(dynamodb_local, table, locking="pessimistic", max_lock_wait_seconds=0.2)
-    with UvicornThread(app) as server:
-        served = Served(app, server)
-        with new_session(served) as client:
-            cookie = client.cookies[COOKIE]
-            item_key = served.interface.store.item_key(cookie)
+    with pessimistic_session(dynamodb_local, table, 0.2) as (served, client, cookie, item_key):
 
-            async def read(other: httpx.AsyncClient) -> httpx.Response:
-                return await other.get("/ro")
+        async def read(other: httpx.AsyncClient) -> httpx.Response:
+            return await other.get("/ro")
 
-            answer = go_away_while_holding(served.url, {COOKIE: cookie}, ddb, table,
-                                           item_key, read)
-            assert answer.status_code == 503
-            assert answer.headers["retry-after"] == "1"
-            assert "no-store" in answer.headers["cache-control"]
-            wait_for(lambda: not locked(ddb, table, item_key))
-            assert client.get("/rw").text == "2"
+        answer = checks.go_away_while_holding(served.url, {COOKIE: cookie}, ddb, table,
+                                              item_key, read)
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"] == "1"
+        assert "no-store" in answer.headers["cache-control"]
+        checks.wait_for(lambda: not checks.locked(ddb, table, item_key))
+        assert client.get("/rw").text == "2"
 
 
 def test_autoload_loads_before_the_view(dynamodb_local: DynamoDBLocal,

@@ -148,15 +148,18 @@ def session_middleware(config: SessionConfig, **options: Any) -> Middleware:
     return Middleware(SessionMiddleware, config=config, **options)
 
 
+def session_app(config: SessionConfig, clear: bool = False, **options: Any) -> Starlette:
+    """The cases' app: ``/view_session`` and ``/update_session`` (and ``/clear_session`` if
+    ``clear``) behind the middleware on ``config`` with ``options``."""
+    routes = [Route("/view_session", endpoint=view_session),
+              Route("/update_session", endpoint=update_session, methods=["POST"])]
+    if clear:
+        routes.append(Route("/clear_session", endpoint=clear_session, methods=["POST"]))
+    return Starlette(routes=routes, middleware=[session_middleware(config, **options)])
+
+
 def test_session(test_client_factory: Factory, config: SessionConfig) -> None:
-    app = Starlette(
-        routes=[
-            Route("/view_session", endpoint=view_session),
-            Route("/update_session", endpoint=update_session, methods=["POST"]),
-            Route("/clear_session", endpoint=clear_session, methods=["POST"]),
-        ],
-        middleware=[session_middleware(config, cookie_max_age_seconds=14 * 24 * 3600)],
-    )
+    app = session_app(config, clear=True, cookie_max_age_seconds=14 * 24 * 3600)
     client = test_client_factory(app)
 
     response = client.get("/view_session")
@@ -183,13 +186,7 @@ def test_session(test_client_factory: Factory, config: SessionConfig) -> None:
 
 def test_session_expires(test_client_factory: Factory, config: SessionConfig,
                          ddb_local_client: Any) -> None:
-    app = Starlette(
-        routes=[
-            Route("/view_session", endpoint=view_session),
-            Route("/update_session", endpoint=update_session, methods=["POST"]),
-        ],
-        middleware=[session_middleware(config)],
-    )
+    app = session_app(config)
     client = test_client_factory(app)
 
     response = client.post("/update_session", json={"some": "data"})
@@ -212,14 +209,7 @@ def test_session_expires(test_client_factory: Factory, config: SessionConfig,
 
 
 def test_secure_session(test_client_factory: Factory, config: SessionConfig) -> None:
-    app = Starlette(
-        routes=[
-            Route("/view_session", endpoint=view_session),
-            Route("/update_session", endpoint=update_session, methods=["POST"]),
-            Route("/clear_session", endpoint=clear_session, methods=["POST"]),
-        ],
-        middleware=[session_middleware(config, cookie_secure=True)],
-    )
+    app = session_app(config, clear=True, cookie_secure=True)
     secure_client = test_client_factory(app, base_url="https://testserver")
     unsecure_client = test_client_factory(app, base_url="http://testserver")
 
@@ -267,13 +257,7 @@ def test_session_cookie_subpath(test_client_factory: Factory, config: SessionCon
 
 
 def test_invalid_session_cookie(test_client_factory: Factory, config: SessionConfig) -> None:
-    app = Starlette(
-        routes=[
-            Route("/view_session", endpoint=view_session),
-            Route("/update_session", endpoint=update_session, methods=["POST"]),
-        ],
-        middleware=[session_middleware(config)],
-    )
+    app = session_app(config)
     client = test_client_factory(app)
 
     response = client.post("/update_session", json={"some": "data"})
@@ -286,13 +270,7 @@ def test_invalid_session_cookie(test_client_factory: Factory, config: SessionCon
 
 
 def test_session_cookie(test_client_factory: Factory, config: SessionConfig) -> None:
-    app = Starlette(
-        routes=[
-            Route("/view_session", endpoint=view_session),
-            Route("/update_session", endpoint=update_session, methods=["POST"]),
-        ],
-        middleware=[session_middleware(config, cookie_max_age_seconds=None)],
-    )
+    app = session_app(config, cookie_max_age_seconds=None)
     client = test_client_factory(app)
 
     response = client.post("/update_session", json={"some": "data"})
@@ -308,13 +286,7 @@ def test_session_cookie(test_client_factory: Factory, config: SessionConfig) -> 
 
 
 def test_domain_cookie(test_client_factory: Factory, config: SessionConfig) -> None:
-    app = Starlette(
-        routes=[
-            Route("/view_session", endpoint=view_session),
-            Route("/update_session", endpoint=update_session, methods=["POST"]),
-        ],
-        middleware=[session_middleware(config, cookie_domain=".example.com")],
-    )
+    app = session_app(config, cookie_domain=".example.com")
     client = test_client_factory(app)
 
     response = client.post("/update_session", json={"some": "data"})

@@ -26,6 +26,7 @@ from dynamo_sessions.django import SessionStore, backend  # noqa: E402
 from dynamo_sessions.store import new_session_id  # noqa: E402
 
 from .conftest import make_table  # noqa: E402
+from .django_async_support import saved_and_reopened  # noqa: E402
 from .web_support import (  # noqa: E402
     CallCounter,
     assert_retired,
@@ -288,13 +289,8 @@ def test_clear_expired_deletes_the_expired_and_keeps_the_live(engine: Any) -> No
 
 def test_async_variants(engine: Any) -> None:
     async def scenario() -> None:
-        session = SessionStore()
-        await session.aset("x", 1)
-        await session.asave()
+        session, other = await saved_and_reopened(SessionStore)
         key = session.session_key
-        assert key is not None and await session.aexists(key)
-        other = SessionStore(key)
-        assert await other.aget("x") == 1
         other.release_lock()
         assert await session.aincrement("x", 2) == 3
         await session.asave()

@@ -69,35 +69,36 @@ class OurMiddleware:
         super().setUp()  # type: ignore[misc]
 
 
-class TestSessionStoreNone(django_tests.SessionTestsMixin, SimpleTestCase):
+class EngineSessionTests(django_tests.SessionTestsMixin):
+    """Django's store tests on ``dynamo_sessions.django.SessionStore`` (each subclass names its
+    locking mode, and ``native`` for the async methods on the event loop)."""
+
     backend = engine.SessionStore
+
+
+class TestSessionStoreNone(EngineSessionTests, SimpleTestCase):
     locking = "none"
 
 
-class TestSessionStoreOptimistic(django_tests.SessionTestsMixin, SimpleTestCase):
-    backend = engine.SessionStore
+class TestSessionStoreOptimistic(EngineSessionTests, SimpleTestCase):
     locking = "optimistic"
 
 
-class TestSessionStorePessimistic(django_tests.SessionTestsMixin, SimpleTestCase):
-    backend = engine.SessionStore
+class TestSessionStorePessimistic(EngineSessionTests, SimpleTestCase):
     locking = "pessimistic"
 
 
-class TestSessionStoreNoneNative(django_tests.SessionTestsMixin, SimpleTestCase):
-    backend = engine.SessionStore
+class TestSessionStoreNoneNative(EngineSessionTests, SimpleTestCase):
     locking = "none"
     native = True
 
 
-class TestSessionStoreOptimisticNative(django_tests.SessionTestsMixin, SimpleTestCase):
-    backend = engine.SessionStore
+class TestSessionStoreOptimisticNative(EngineSessionTests, SimpleTestCase):
     locking = "optimistic"
     native = True
 
 
-class TestSessionStorePessimisticNative(django_tests.SessionTestsMixin, SimpleTestCase):
-    backend = engine.SessionStore
+class TestSessionStorePessimisticNative(EngineSessionTests, SimpleTestCase):
     locking = "pessimistic"
     native = True
 

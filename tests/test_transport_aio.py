@@ -28,10 +28,10 @@ from dynamo_sessions.protocol.steps import Call, Hold, Operation, Sleep
 from dynamo_sessions.transport import aio
 from dynamo_sessions.transport.translate import is_condition_failure, is_transient
 
+from .aio_support import CREDENTIALS
 from .faultproxy import FaultProxy
 
 pytestmark = pytest.mark.dynamodb_local
-CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 SETTLE_ROUNDS = 3000  # 30 s at most: a condition on a loaded machine, never a timing claim
 """Bound on the loop turns (of 10 ms) a test waits for the renewer's task to act."""
 

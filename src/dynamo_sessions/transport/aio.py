@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -40,13 +39,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from ..lease import Held, RenewalRules
 from ..metrics import logger
 from ..protocol.steps import Call, Drop, Hold, Operation, Sleep, Step
+from .client import LOOPBACK_REGION, config_options, is_loopback
 
 if TYPE_CHECKING:
     from ..config import SessionConfig
 
 T = TypeVar("T")
-LOOPBACK_REGION = "us-east-1"
-"""The region of a client on a loopback endpoint when none is configured (any is accepted)."""
 
 
 class AsyncDynamoClient(Protocol):
@@ -297,16 +295,6 @@ def _session(profile_name: str | None) -> Any:
     return sessions[profile_name]
 
 
-def _is_loopback(endpoint_url: str | None) -> bool:
-    from urllib.parse import urlsplit
-
-    host = urlsplit(endpoint_url or "").hostname or ""
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def build_async_client(config: SessionConfig,
                        **overrides: Any) -> AbstractAsyncContextManager[AsyncDynamoClient]:
     """An aiobotocore DynamoDB client with ``config``'s endpoint, region, profile, timeouts and
@@ -320,13 +308,7 @@ def build_async_client(config: SessionConfig,
     from aiobotocore.config import AioConfig
 
     aio_options = {"connector_args", "http_session_cls", "warm_up_loader_caches"}
-    options: dict[str, Any] = {
-        "retries": {"mode": config.boto_retry_mode,
-                    "total_max_attempts": config.boto_max_attempts},
-        "connect_timeout": config.connect_timeout_seconds,
-        "read_timeout": config.read_timeout_seconds,
-        "tcp_keepalive": True,
-    }
+    options = config_options(config)
     options.update({name: overrides.pop(name) for name in list(overrides)
                     if name != "region_name"
                     and (name in AioConfig.OPTION_DEFAULTS or name in aio_options)})
@@ -336,7 +318,7 @@ def build_async_client(config: SessionConfig,
     kwargs["config"] = AioConfig(**options)
     session = _session(getattr(config, "profile_name", None))
     if (kwargs["region_name"] is None and session.get_config_variable("region") is None
-            and _is_loopback(kwargs["endpoint_url"])):
+            and is_loopback(kwargs["endpoint_url"])):
         kwargs["region_name"] = LOOPBACK_REGION
     context: AbstractAsyncContextManager[AsyncDynamoClient] = session.create_client(
         "dynamodb", **kwargs)

@@ -44,17 +44,23 @@ def is_loopback(endpoint_url: str | None) -> bool:
         return False
 
 
-def botocore_config(config: SessionConfig, **overrides: Any) -> Any:
-    """The botocore ``Config`` of ``config``'s timeouts and retries, ``overrides`` applied."""
-    from botocore.config import Config
-
-    options: dict[str, Any] = {
+def config_options(config: SessionConfig) -> dict[str, Any]:
+    """``config``'s timeouts and retries as options of botocore's ``Config`` (aiobotocore's
+    ``AioConfig`` takes the same ones)."""
+    return {
         "retries": {"mode": config.boto_retry_mode,
                     "total_max_attempts": config.boto_max_attempts},
         "connect_timeout": config.connect_timeout_seconds,
         "read_timeout": config.read_timeout_seconds,
         "tcp_keepalive": True,
     }
+
+
+def botocore_config(config: SessionConfig, **overrides: Any) -> Any:
+    """The botocore ``Config`` of ``config``'s timeouts and retries, ``overrides`` applied."""
+    from botocore.config import Config
+
+    options = config_options(config)
     options.update(overrides)
     return Config(**options)
 
