@@ -214,12 +214,12 @@ def test_served_untouched_makes_no_call_and_read_only_one_get_item(server: Uvico
             assert made == {"GetItem": 1}
 
 
-@pytest.mark.parametrize("path", ["/inc", "/rw"])
+# Counters (aincrement) in every mode; a plain read-modify-write is serialized by the
+# pessimistic lock only, so it runs in that mode alone.
+@pytest.mark.parametrize(("path", "locking"), [
+    *[("/inc", locking) for locking in checks.LOCKINGS], ("/rw", "pessimistic")])
 def test_served_concurrent_requests_on_one_session_lose_no_update(
         server: UvicornProcess, locking: str, path: str) -> None:
-    if path == "/rw" and locking != "pessimistic":
-        pytest.skip("a plain read-modify-write is serialized by the pessimistic lock only; "
-                    "the other modes keep counters with aincrement()")
     with new_session(server) as client:
         cookies = {COOKIE: client.cookies[COOKIE]}
         answers = asyncio.run(checks.concurrently(server.url, cookies, path))
