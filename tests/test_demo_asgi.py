@@ -5,6 +5,7 @@ endpoint; a real browser-like client (httpx, cookies kept) counts."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -67,3 +68,23 @@ def test_counter_per_client_and_logout(served_demo: str) -> None:
         metrics = first.get("/metrics").json()
         assert metrics["total_calls"] > 0
         assert metrics["calls"].get("DeleteItem", 0) >= 1  # the logout's delete
+
+
+def test_tabs_page_and_per_mode_apps_report_their_cost(served_demo: str) -> None:
+    with httpx.Client(base_url=served_demo, timeout=10.0) as client:
+        page = client.get("/tabs")
+        assert page.status_code == 200
+        assert '"base": "/tabs"' in page.text  # the page's settings, filled in
+        for mode in ("none", "pessimistic", "optimistic"):
+            assert client.post(f"/tabs/{mode}/start").json() == {"locking": mode}
+            assert f"demo_tabs_{mode}" in client.cookies
+            values = [client.get(f"/tabs/{mode}/bump", params={"key": "t1"}).json()["value"]
+                      for _ in range(2)]
+            assert values == [1, 2]
+            answer = client.get(f"/tabs/{mode}/bump", params={"key": "t1"})
+            cost = json.loads(answer.headers["X-Demo-Cost"])
+            assert cost["calls"] >= 2 and cost["wcu"] > 0  # its load and its write
+            assert client.get(f"/tabs/{mode}/state").json()["session"]["t1"] == 3
+            bad = client.get(f"/tabs/{mode}/bump", params={"key": "x", "work_ms": "1"})
+            assert bad.status_code == 400
+        assert client.get("/count").json()["count"] == 0  # the tabs' cookies are their own

@@ -334,8 +334,8 @@ COMMANDS: dict[str, Command] = {
          JSON,
          Option("--serve", bool, False, "serve the web demo (gunicorn) instead", in_file=False),
          Option("--server", str, "gunicorn",
-                "--serve: gunicorn (the Flask demo) or uvicorn (its ASGI twin: the counter "
-                "page, no /tabs)", choices=("gunicorn", "uvicorn")),
+                "--serve: gunicorn (the Flask demo) or uvicorn (its Starlette twin on the "
+                "ASGI middleware)", choices=("gunicorn", "uvicorn")),
          Option("--host", str, "127.0.0.1", "--serve: address to listen on"),
          Option("--port", int, 8000, "--serve: port", minimum=0, maximum=65535),
          Option("--workers", int, 2, "--serve: worker processes", minimum=1),

@@ -144,8 +144,12 @@ def _count_call(parsed: dict[str, Any], model: Any, **_: Any) -> None:
     other threads of the worker do meanwhile.
     """
     cost: Metrics | None = flask.g.get("demo_cost") if flask.has_app_context() else None
-    if cost is None:
-        return
+    if cost is not None:
+        add_call(cost, parsed, model)
+
+
+def add_call(cost: Metrics, parsed: dict[str, Any], model: Any) -> None:
+    """Add one DynamoDB call (botocore's ``after-call`` arguments) to a request's ``cost``."""
     cost.add_call(model.name, parsed.get("ConsumedCapacity"))
     error = parsed.get("Error", {}).get("Code")
     if error == "ConditionalCheckFailedException" and not parsed.get("ConsumedCapacity"):
@@ -157,7 +161,13 @@ def _count_call(parsed: dict[str, Any], model: Any, **_: Any) -> None:
 def _note_operation(operation: OperationMetrics) -> None:
     """``on_operation`` hook: add a lock wait (or optimistic retry wait) to the request's cost."""
     cost: Metrics | None = flask.g.get("demo_cost") if flask.has_app_context() else None
-    if cost is not None and operation.retries:
+    if cost is not None:
+        add_waits(cost, operation)
+
+
+def add_waits(cost: Metrics, operation: OperationMetrics) -> None:
+    """Add an operation's lock waits (or optimistic retry waits) to a request's ``cost``."""
+    if operation.retries:
         cost.add(lock_waits=operation.retries, lock_wait_seconds=operation.lock_wait_seconds)
 
 
@@ -170,13 +180,18 @@ class _CostReportingInterface(DynamoSessionInterface):
         cost: Metrics | None = flask.g.get("demo_cost")
         if cost is None:
             return
-        totals = cost.snapshot()
-        response.headers[COST_HEADER] = json.dumps({
-            "calls": totals["total_calls"], "rcu": totals["read_units"],
-            "wcu": totals["write_units"], "refused": totals["failed_writes"],
-            "refused_wcu": totals["failed_write_units"], "waits": totals["lock_waits"],
-            "wait_ms": round(totals["lock_wait_seconds"] * 1000, 1),
-        })
+        response.headers[COST_HEADER] = cost_header(cost)
+
+
+def cost_header(cost: Metrics) -> str:
+    """The ``X-Demo-Cost`` value: what one request cost (the multi-tab page adds them up)."""
+    totals = cost.snapshot()
+    return json.dumps({
+        "calls": totals["total_calls"], "rcu": totals["read_units"],
+        "wcu": totals["write_units"], "refused": totals["failed_writes"],
+        "refused_wcu": totals["failed_write_units"], "waits": totals["lock_waits"],
+        "wait_ms": round(totals["lock_wait_seconds"] * 1000, 1),
+    })
 
 
 def tabs_app(mode: str, client: Any, table_name: str,
@@ -228,9 +243,14 @@ def tabs_app(mode: str, client: Any, table_name: str,
 
 
 def _tabs_page(max_lock_wait_seconds: float) -> str:
+    return tabs_page(flask.request.script_root + "/tabs", max_lock_wait_seconds)
+
+
+def tabs_page(base: str, max_lock_wait_seconds: float) -> str:
+    """The multi-tab page, its per-mode apps under ``base`` (``/tabs``)."""
     defaults = SessionConfig()
     settings = {
-        "base": flask.request.script_root + "/tabs",
+        "base": base,
         "modes": list(LOCKING_MODES),
         "max_lock_wait_seconds": max_lock_wait_seconds,
         "max_lock_retry_seconds": defaults.max_lock_retry_microseconds / 1e6,
@@ -264,7 +284,7 @@ def serve(endpoint_url: str | None = None, host: str = "127.0.0.1", port: int = 
           max_lock_wait_seconds: float = DEMO_MAX_LOCK_WAIT_SECONDS,
           server: str = "gunicorn") -> int:
     """Run the demo under gunicorn (or, ``server="uvicorn"``, its ASGI twin
-    :func:`.asgi.create_demo`: the counter app, no multi-tab page; ``threads`` unused) until
+    :func:`.asgi.create_demo`; ``threads`` unused) until
     interrupted; returns an exit code.
 
     Starts the embedded moto server when ``endpoint_url`` is None and creates the demo table
