@@ -328,7 +328,8 @@ def serve(endpoint_url: str | None = None, host: str = "127.0.0.1", port: int = 
             local = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
             env = {**(local if is_loopback(endpoint_url) else {}), **env}
         print(f"dynamo-sessions demo on http://{host}:{port}/ under {server} (DynamoDB at "
-              f"{endpoint_url}, locking={locking}, {workers} workers x {threads} threads, "
+              f"{endpoint_url}, locking={locking}, {workers} workers"
+              f"{f' x {threads} threads' if server == 'gunicorn' else ''}, "
               f"max_lock_wait_seconds={max_lock_wait_seconds}); many tabs on one session: "
               f"http://{host}:{port}/tabs; Ctrl-C stops it", flush=True)
         process = subprocess.Popen(command, env=env)
