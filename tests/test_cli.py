@@ -626,25 +626,29 @@ def test_demo_serve_without_the_web_demo(capsys: pytest.CaptureFixture[str],
     assert code == 1 and "dynamo-sessions[server]" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("server", [None, "gunicorn", "uvicorn"])
 def test_demo_serve_passes_its_options(capsys: pytest.CaptureFixture[str],
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+                                       monkeypatch: pytest.MonkeyPatch,
+                                       server: str | None) -> None:
     calls: list[tuple[Any, ...]] = []
     module = types.ModuleType("dynamo_sessions.demo.web")
 
     def serve(endpoint_url: str | None, host: str = "127.0.0.1", port: int = 8000,
               workers: int = 2, threads: int = 4, locking: str = "optimistic",
-              max_lock_wait_seconds: float = 2.0) -> int:
+              max_lock_wait_seconds: float = 2.0, server: str = "gunicorn") -> int:
         calls.append((endpoint_url, host, port, workers, threads, locking,
-                      max_lock_wait_seconds))
+                      max_lock_wait_seconds, server))
         return 0
 
     module.serve = serve  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "dynamo_sessions.demo.web", module)
     code, _, _ = run(capsys, "demo", "--serve", "--port", "8123", "--workers", "3",
                      "--threads", "2", "--locking", "pessimistic", "--max-lock-wait-seconds",
-                     "0.5", "--endpoint-url", "http://127.0.0.1:9")
+                     "0.5", "--endpoint-url", "http://127.0.0.1:9",
+                     *(() if server is None else ("--server", server)))
     assert code == 0
-    assert calls == [("http://127.0.0.1:9", "127.0.0.1", 8123, 3, 2, "pessimistic", 0.5)]
+    assert calls == [("http://127.0.0.1:9", "127.0.0.1", 8123, 3, 2, "pessimistic", 0.5,
+                      server or "gunicorn")]
 
 
 def test_progress_bar_counts_pending_deletes_as_not_done() -> None:

@@ -58,7 +58,7 @@ COMMAND_ONLY = frozenset({
     "max_wcu_per_second", "dry_run",  # gc's budget and its counting run
     "sample_size", "changed_share",  # the stats sample and projection
     "users", "requests", "tabs",  # the demo workload
-    "serve", "host", "port", "workers", "threads",  # the served demo
+    "serve", "server", "host", "port", "workers", "threads",  # the served demo
 })
 """Options that are not ``SessionConfig`` options (every other option is one, by name)."""
 
@@ -221,17 +221,19 @@ def run_demo(settings: Settings) -> int:
         if len(modes) > 1:
             say_error("demo --serve runs one locking mode: give --locking once")
             return EXIT_USAGE
-        try:  # imported only here: the web demo needs Flask and gunicorn
-            if importlib.util.find_spec("gunicorn") is None:
-                raise ImportError("No module named 'gunicorn'")
+        server = settings.server
+        try:  # imported only here: the web demo needs Flask and gunicorn (or uvicorn)
+            for needed in (server, "starlette") if server == "uvicorn" else (server,):
+                if importlib.util.find_spec(needed) is None:
+                    raise ImportError(f"No module named {needed!r}")
             serve = importlib.import_module("dynamo_sessions.demo.web").serve
         except (ImportError, AttributeError) as exc:
-            say_error(f"demo --serve needs Flask and gunicorn ({exc}): {SERVER_EXTRA}")
+            say_error(f"demo --serve needs Flask and {server} ({exc}): {SERVER_EXTRA}")
             return EXIT_FAILED
         wait = settings.max_lock_wait_seconds  # unset: the served demo's own (2 s)
         code: int = serve(settings.endpoint_url, host=settings.host, port=settings.port,
                           workers=settings.workers, threads=settings.threads,
-                          locking=modes[0] if modes else "optimistic",
+                          locking=modes[0] if modes else "optimistic", server=server,
                           **({} if wait is None else {"max_lock_wait_seconds": wait}))
         return code
     from ..demo import workload
@@ -331,6 +333,9 @@ COMMANDS: dict[str, Command] = {
                 multiple=True),
          JSON,
          Option("--serve", bool, False, "serve the web demo (gunicorn) instead", in_file=False),
+         Option("--server", str, "gunicorn",
+                "--serve: gunicorn (the Flask demo) or uvicorn (its Starlette twin on the "
+                "ASGI middleware)", choices=("gunicorn", "uvicorn")),
          Option("--host", str, "127.0.0.1", "--serve: address to listen on"),
          Option("--port", int, 8000, "--serve: port", minimum=0, maximum=65535),
          Option("--workers", int, 2, "--serve: worker processes", minimum=1),

@@ -39,6 +39,7 @@ from ..flask import DynamoSessionInterface, init_app
 from ..handler import SessionHandler
 from ..metrics import Metrics, OperationMetrics
 from ..store import create_store
+from ..transport.client import is_loopback
 from .workload import demo_client
 
 DEMO_TABLE = "dynamo-sessions-demo"
@@ -52,6 +53,7 @@ pessimistic tab gets instead of a hang shows up within a short run."""
 MAX_WORK_MS = 2000
 """Upper bound of the multi-tab page's simulated work per request (``work_ms``)."""
 COST_HEADER = "X-Demo-Cost"
+SERVERS = ("gunicorn", "uvicorn")
 TAB_KEY = re.compile(r"t[0-9]{1,3}")
 
 PAGE = """<!doctype html>
@@ -142,8 +144,12 @@ def _count_call(parsed: dict[str, Any], model: Any, **_: Any) -> None:
     other threads of the worker do meanwhile.
     """
     cost: Metrics | None = flask.g.get("demo_cost") if flask.has_app_context() else None
-    if cost is None:
-        return
+    if cost is not None:
+        add_call(cost, parsed, model)
+
+
+def add_call(cost: Metrics, parsed: dict[str, Any], model: Any) -> None:
+    """Add one DynamoDB call (botocore's ``after-call`` arguments) to a request's ``cost``."""
     cost.add_call(model.name, parsed.get("ConsumedCapacity"))
     error = parsed.get("Error", {}).get("Code")
     if error == "ConditionalCheckFailedException" and not parsed.get("ConsumedCapacity"):
@@ -155,7 +161,13 @@ def _count_call(parsed: dict[str, Any], model: Any, **_: Any) -> None:
 def _note_operation(operation: OperationMetrics) -> None:
     """``on_operation`` hook: add a lock wait (or optimistic retry wait) to the request's cost."""
     cost: Metrics | None = flask.g.get("demo_cost") if flask.has_app_context() else None
-    if cost is not None and operation.retries:
+    if cost is not None:
+        add_waits(cost, operation)
+
+
+def add_waits(cost: Metrics, operation: OperationMetrics) -> None:
+    """Add an operation's lock waits (or optimistic retry waits) to a request's ``cost``."""
+    if operation.retries:
         cost.add(lock_waits=operation.retries, lock_wait_seconds=operation.lock_wait_seconds)
 
 
@@ -168,13 +180,18 @@ class _CostReportingInterface(DynamoSessionInterface):
         cost: Metrics | None = flask.g.get("demo_cost")
         if cost is None:
             return
-        totals = cost.snapshot()
-        response.headers[COST_HEADER] = json.dumps({
-            "calls": totals["total_calls"], "rcu": totals["read_units"],
-            "wcu": totals["write_units"], "refused": totals["failed_writes"],
-            "refused_wcu": totals["failed_write_units"], "waits": totals["lock_waits"],
-            "wait_ms": round(totals["lock_wait_seconds"] * 1000, 1),
-        })
+        response.headers[COST_HEADER] = cost_header(cost)
+
+
+def cost_header(cost: Metrics) -> str:
+    """The ``X-Demo-Cost`` value: what one request cost (the multi-tab page adds them up)."""
+    totals = cost.snapshot()
+    return json.dumps({
+        "calls": totals["total_calls"], "rcu": totals["read_units"],
+        "wcu": totals["write_units"], "refused": totals["failed_writes"],
+        "refused_wcu": totals["failed_write_units"], "waits": totals["lock_waits"],
+        "wait_ms": round(totals["lock_wait_seconds"] * 1000, 1),
+    })
 
 
 def tabs_app(mode: str, client: Any, table_name: str,
@@ -226,9 +243,14 @@ def tabs_app(mode: str, client: Any, table_name: str,
 
 
 def _tabs_page(max_lock_wait_seconds: float) -> str:
+    return tabs_page(flask.request.script_root + "/tabs", max_lock_wait_seconds)
+
+
+def tabs_page(base: str, max_lock_wait_seconds: float) -> str:
+    """The multi-tab page, its per-mode apps under ``base`` (``/tabs``)."""
     defaults = SessionConfig()
     settings = {
-        "base": flask.request.script_root + "/tabs",
+        "base": base,
         "modes": list(LOCKING_MODES),
         "max_lock_wait_seconds": max_lock_wait_seconds,
         "max_lock_retry_seconds": defaults.max_lock_retry_microseconds / 1e6,
@@ -259,13 +281,19 @@ def create_demo(endpoint_url: str | None = None, table_name: str | None = None,
 
 def serve(endpoint_url: str | None = None, host: str = "127.0.0.1", port: int = 8000,
           workers: int = 2, threads: int = 4, locking: str = "optimistic",
-          max_lock_wait_seconds: float = DEMO_MAX_LOCK_WAIT_SECONDS) -> int:
-    """Run the demo under gunicorn until interrupted; returns an exit code.
+          max_lock_wait_seconds: float = DEMO_MAX_LOCK_WAIT_SECONDS,
+          server: str = "gunicorn") -> int:
+    """Run the demo under gunicorn (or, ``server="uvicorn"``, its ASGI twin
+    :func:`.asgi.create_demo`; ``threads`` unused) until
+    interrupted; returns an exit code.
 
     Starts the embedded moto server when ``endpoint_url`` is None and creates the demo table
-    when it is missing.  gunicorn runs as a child process (gthread workers), so the moto
-    server's thread is never forked.
+    when it is missing.  The server runs as a child process (gunicorn: gthread workers), so
+    the moto server's thread is never forked.
     """
+    if server not in SERVERS:
+        print(f"server={server!r}: must be one of {SERVERS}", file=sys.stderr)
+        return 2
     if locking not in LOCKING_MODES:
         print(f"locking={locking!r}: must be one of {LOCKING_MODES}", file=sys.stderr)
         return 2
@@ -295,12 +323,13 @@ def serve(endpoint_url: str | None = None, host: str = "127.0.0.1", port: int = 
             handler.create_table()
         env = {**os.environ, ENV_ENDPOINT: endpoint_url, ENV_LOCKING: locking,
                ENV_TABLE: DEMO_TABLE, ENV_MAX_LOCK_WAIT: str(max_lock_wait_seconds)}
-        command = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
-                   "--workers", str(workers), "--threads", str(threads),
-                   "--worker-class", "gthread", "--log-level", "warning",
-                   "dynamo_sessions.demo.web:create_demo()"]
-        print(f"dynamo-sessions demo on http://{host}:{port}/ (DynamoDB at {endpoint_url}, "
-              f"locking={locking}, {workers} workers x {threads} threads, "
+        command = _server_command(server, host, port, workers, threads)
+        if server == "uvicorn":  # the async client has no dummy credentials of its own
+            local = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+            env = {**(local if is_loopback(endpoint_url) else {}), **env}
+        print(f"dynamo-sessions demo on http://{host}:{port}/ under {server} (DynamoDB at "
+              f"{endpoint_url}, locking={locking}, {workers} workers"
+              f"{f' x {threads} threads' if server == 'gunicorn' else ''}, "
               f"max_lock_wait_seconds={max_lock_wait_seconds}); many tabs on one session: "
               f"http://{host}:{port}/tabs; Ctrl-C stops it", flush=True)
         process = subprocess.Popen(command, env=env)
@@ -319,6 +348,18 @@ def serve(endpoint_url: str | None = None, host: str = "127.0.0.1", port: int = 
             moto.stop()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _server_command(server: str, host: str, port: int, workers: int,
+                    threads: int) -> list[str]:
+    if server == "uvicorn":
+        return [sys.executable, "-m", "uvicorn", "--factory", "--host", host, "--port",
+                str(port), "--workers", str(workers), "--log-level", "warning",
+                "dynamo_sessions.demo.asgi:create_demo"]
+    return [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
+            "--workers", str(workers), "--threads", str(threads),
+            "--worker-class", "gthread", "--log-level", "warning",
+            "dynamo_sessions.demo.web:create_demo()"]
 
 
 def _interrupt(signum: int, frame: Any) -> None:
