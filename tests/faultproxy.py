@@ -103,6 +103,8 @@ class FaultProxy:
         """Faults injected so far, by kind."""
         self.seen: collections.Counter[str] = collections.Counter()
         """Requests received so far, by operation (faulted ones included)."""
+        self.callback_errors: list[BaseException] = []
+        """What a script's ``then`` callback raised (:meth:`counts` raises the first)."""
         self._rules: list[_Rule] = []
         self._rates: dict[str, float] = {}
         self._random_operations: set[str] | None = None
@@ -155,9 +157,20 @@ class FaultProxy:
             return sum(rule.count for rule in self._rules)
 
     def counts(self) -> dict[str, int]:
-        """A snapshot of :attr:`injected`."""
+        """A snapshot of :attr:`injected`; raises what a ``then`` callback raised (it runs in
+        the proxy's thread, where an error would otherwise go unseen)."""
         with self._lock:
+            if self.callback_errors:
+                raise AssertionError("a scripted callback failed") from self.callback_errors[0]
             return dict(self.injected)
+
+    def _then(self, then: Callable[[], Any]) -> None:
+        try:
+            then()
+        except BaseException as exc:
+            with self._lock:
+                self.callback_errors.append(exc)
+            raise
 
     def _choose(self, request: _Request) -> tuple[str | None, Callable[[], Any] | None]:
         with self._lock:
@@ -252,7 +265,7 @@ class FaultProxy:
                     self._pause()
                 if kind in ("http500", "http502", "throttle"):
                     if then is not None:
-                        then()
+                        self._then(then)
                     client.sendall(self._error(kind))
                     continue
                 if kind in ("delay", "delay_late"):
@@ -265,7 +278,7 @@ class FaultProxy:
                     if kind == "delay_after":
                         self._stopping.wait(self.delay_seconds)
                 if then is not None:
-                    then()
+                    self._then(then)
                 if kind is not None:
                     return
                 upstream, answer = self._forward(upstream, request)
