@@ -8,22 +8,27 @@ the old one retired), ``destroy()`` (logout: the item deleted) and ``increment(k
 counter that never loses a concurrent request's increment).  Litestar's
 ``request.set_session(...)`` / ``clear_session()`` replace the session / destroy it.
 
-* **When it loads.**  Views read ``request.session`` synchronously, and a sync read cannot await
-  DynamoDB on the event loop; so the session is read *before* the app is called, and only when
-  the request carries a cookie of this name that has the shape of a session id (strict ids:
-  any other value is no session and never reaches DynamoDB) and its path is not under one of
-  ``exclude_paths`` (those get no ``scope["session"]`` at all).  A request without such a
-  cookie reads nothing: untouched, it costs no call; one that sets data costs the write that
-  creates the session.  A request with one costs, read-only or untouched: one GetItem with
-  ``locking="none"`` or ``"optimistic"``; with ``"pessimistic"`` two UpdateItem (the lock
-  taken on load, given back at the end; and once per store, before its first lock, a
-  DescribeEndpoints that learns the server's clock) - so put static files and health checks
-  under ``exclude_paths``.  (Lazy loading is impossible here: a sync ``request.session`` read
-  on the event loop cannot await DynamoDB.)
+* **When it loads** (``load=``).  Only a request that carries a cookie of this name with the
+  shape of a session id (strict ids: any other value is no session and never reaches DynamoDB)
+  and whose path is not under ``exclude_paths`` (those get no ``scope["session"]`` at all) has
+  a session to read.  ``"lazy"``: it is read on first use - the first ``request.session`` (the
+  app is given a copy of the scope whose ``"session"`` reads it, so even a C JSON encoder gets
+  the data), or any dict method: untouched, a request costs no call; read-only, one GetItem.
+  Views read ``request.session`` without ``await``: from a sync view (run in a worker thread)
+  the read runs on the event loop; in an ``async def`` view it runs on a boto3 client,
+  **blocking the event loop for that one call** - ``await load_session(request)`` first reads
+  it without blocking (:mod:`.aio_blocking`).  ``"eager"``: read before the app is called,
+  touched or not.  ``"auto"`` (default): lazy, except where a load may wait for a lock
+  (``locking="pessimistic"``: a lock wait cannot block the event loop, which the lock's holder
+  may need) - eager: two UpdateItem per request that names a session (the lock taken before
+  the app, given back at the end; and once per store, before its first lock, a
+  DescribeEndpoints that learns the server's clock).  Put static files and health checks
+  under ``exclude_paths``.
 * **When it saves.**  Once, when the app sends ``http.response.start`` - before the status and
   headers leave, so that the ``Set-Cookie`` header can still be added.  Only changes are
   written.  A *streaming* response therefore saves at its start: changes made to the session
-  while the body streams are **not** saved.
+  while the body streams are **not** saved, and a lazy session first used there cannot be
+  read any more (``RuntimeError``).
 * ``503`` + ``Retry-After`` (``WebOptions``' status, body, seconds): when a pessimistic load
   stays locked for ``max_lock_wait_seconds``, the app is not called; when the save keeps
   losing races (nothing written), the app's answer is replaced.  Never a hang, never an empty
@@ -33,24 +38,27 @@ counter that never loses a concurrent request's increment).  Litestar's
   cancelled) and the error re-raised; nothing is saved (cancelled during the save itself:
   the old or the new session is stored, never a mix).  A client that merely goes away, under
   uvicorn, lets the app finish: its session is saved as usual and its lock given back.
-* **WebSocket** scopes get the session **read-only**: loaded at connect and its lock (if any)
-  given back before the app runs, so a long-lived socket never blocks the session's HTTP
-  requests; writing to it raises :class:`SessionReadOnly` (a socket cannot set a cookie).  A
-  session that stays locked closes the socket before it is accepted (code 1013, try again).
+* **WebSocket** scopes get the session **read-only**: lazy as HTTP (eager: read at connect and
+  its lock, if any, given back before the app runs, so a long-lived socket never blocks the
+  session's HTTP requests); writing to it raises :class:`SessionReadOnly` (a socket cannot
+  set a cookie).  A session that stays locked closes the socket before it is accepted (code
+  1013, try again).
 * Cookies as the WSGI middleware's (:class:`WebOptions`): HttpOnly, SameSite=Lax, Secure when
   the request came over https (``X-Forwarded-Proto`` only with ``trust_forwarded_proto``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
-from typing import Any
+from typing import Any, Literal
 
+from .aio_blocking import BlockingRunner
 from .aio_store import AsyncSessionStore, create_async_store
+from .asgi_session import Run, Session
 from .config import SessionConfig
-from .errors import SessionBusy, SessionReadOnly
-from .merge import Number
+from .errors import ConfigError, SessionBusy
 from .request import RequestSession
 from .transport.aio import shielded
 from .web import (
@@ -69,91 +77,28 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class Session(dict[str, Any]):
-    """``scope["session"]``: a ``dict`` holding the session's data, with its request's rules
-    (:class:`RequestSession`) behind ``regenerate``, ``destroy`` and ``increment``."""
+class _SessionScope(dict[str, Any]):
+    """The scope the app is given: a copy of the server's (as the ASGI spec asks of a middleware
+    that adds keys) whose ``scope["session"]`` reads a pending session on first use - so that
+    ``request.session`` (Starlette, FastAPI, Litestar) hands out a filled ``dict`` even to a C
+    JSON encoder (``json``, msgspec), which reads a ``dict``'s storage, not its methods."""
 
-    def __init__(self, request: RequestSession, data: Mapping[str, Any],
-                 read_only: bool = False) -> None:
-        super().__init__(data)
-        self.request = request
-        self.read_only = read_only
-        self.accessed = False
-        self.modified = False
+    def __getitem__(self, key: str) -> Any:
+        value = dict.__getitem__(self, key)
+        if key == "session" and type(value) is Session and value.pending:
+            value.fill()
+        return value
 
-    def mark_accessed(self) -> None:
-        """Starlette's ``request.session`` calls this: the response varies by cookie."""
-        self.accessed = True
-
-    def mark_modified(self) -> None:
-        if self.read_only:
-            raise SessionReadOnly("a WebSocket's session is read-only (the socket cannot "
-                                  "set a cookie); change it in an HTTP request")
-        self.accessed = self.modified = True
-
-    def regenerate(self) -> str:
-        """A new id for this session (call it on login); the old id is retired at save."""
-        self.mark_modified()
-        return self.request.regenerate()
-
-    def destroy(self) -> None:
-        """Empty the session and delete its item at save (logout); data set afterwards
-        starts a new session with a new id."""
-        self.mark_modified()
-        self.request.destroy()
-        super().clear()
-
-    def increment(self, key: str, by: Number = 1) -> Number:
-        """Add ``by`` to the number under ``key`` (0 when absent) without ever losing a
-        concurrent request's increment; the new value as seen here."""
-        self.mark_modified()
-        return self.request.increment_in(self, key, by, self.request.existing_id)
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.mark_modified()
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key: str) -> None:
-        self.mark_modified()
-        super().__delitem__(key)
-
-    def clear(self) -> None:
-        self.mark_modified()
-        super().clear()
-
-    def pop(self, key: str, *default: Any) -> Any:
-        if key in self:
-            self.mark_modified()
-        return super().pop(key, *default)
-
-    def popitem(self) -> tuple[str, Any]:
-        self.mark_modified()
-        return super().popitem()
-
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        if key not in self:
-            self.mark_modified()
-        return super().setdefault(key, default)
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        self.mark_modified()
-        super().update(*args, **kwargs)
-
-    def __ior__(self, other: Any) -> Session:  # type: ignore[override,misc]
-        self.mark_modified()
-        super().update(other)
-        return self
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.__getitem__(key) if key in self else default
 
 
-def _replaced(scope: Scope, session: Session) -> None:
+def _replaced(scope: dict[str, Any], session: Session) -> None:
     """Carry what the app left in ``scope["session"]`` into ``session`` before it is saved:
     Litestar's ``set_session(mapping)`` replaces the data, ``clear_session()`` destroys it."""
-    value = scope.get("session")
-    if value is session:
-        return
+    value = dict.get(scope, "session")
     if isinstance(value, Mapping):
-        dict.clear(session)
-        session.update(value)
+        session.replace(value)
     elif value is None or value is getattr(sys.modules.get("litestar.types.empty"), "Empty",
                                           None):
         session.destroy()
@@ -171,12 +116,16 @@ class SessionMiddleware:
     give it ``store=`` and ``on_shutdown=[store.aclose]``); ``session_name`` prefixes the
     item keys of a store made here.  Other keywords are :class:`WebOptions`
     (``cookie_name``, ``cookie_max_age_seconds``, ``strict``, ...); ``exclude_paths``: path
-    prefixes whose requests get no session and cost no call.
+    prefixes whose requests get no session and cost no call.  ``load``: when a request's
+    session is read - ``"lazy"`` on first use, ``"eager"`` before the app is called (when the
+    request names one), ``"auto"`` (default) lazy unless a load may wait for a lock
+    (``locking="pessimistic"``: eager).
     """
 
     def __init__(self, app: ASGIApp, store: AsyncSessionStore | None = None, *,
                  config: SessionConfig | None = None, session_name: str = "session",
                  exclude_paths: Iterable[str] = (), options: WebOptions | None = None,
+                 load: Literal["auto", "lazy", "eager"] = "auto",
                  **option_overrides: Any) -> None:
         if (store is None) == (config is None):
             raise TypeError("give either store= or config=")
@@ -185,6 +134,17 @@ class SessionMiddleware:
         self.store = store or create_async_store(config, session_name=session_name)
         self.options = (options or WebOptions()).replace(**option_overrides)
         self.exclude_paths = tuple(path.rstrip("/") for path in exclude_paths)
+        waits = self.store.protocol.load_waits
+        if load not in ("auto", "lazy", "eager"):
+            raise ConfigError(f"load={load!r}: must be 'auto', 'lazy' or 'eager'")
+        if load == "lazy" and waits:
+            raise ConfigError(f"load='lazy' with locking={self.store.locking!r}: its load may "
+                              "wait for a lock, which a sync first use on the event loop "
+                              "cannot await; use load='auto' (eager) for this mode")
+        self.lazy = load == "lazy" or (load == "auto" and not waits)
+        """Sessions are read on first use (else before the app is called)."""
+        self.blocking = BlockingRunner(self.store)
+        """Carries a first use's read from sync code (shared; no request's state)."""
 
     def excluded(self, path: str) -> bool:
         return any(path == prefix or path.startswith(prefix + "/") or not prefix
@@ -230,23 +190,27 @@ class SessionMiddleware:
             await send(message)
         return lifespan_send
 
-    @staticmethod
-    async def _open(request: RequestSession, has_id: bool,
+    async def _open(self, request: RequestSession, has_id: bool,
                     read_only: bool = False) -> Session:
-        """The request's session: read now when the request names one (a lock wait, if any,
-        happens here), else empty without a call."""
+        """The request's session: empty without a call when the request names none; else
+        pending (read on first use) when lazy, or read now (a lock wait, if any, happens
+        here)."""
         if not has_id:
             return Session(request, {}, read_only)
+        if self.lazy:
+            run: Run = self.blocking.for_loop(asyncio.get_running_loop())
+            return Session(request, {}, read_only, pending=True, run=run)
         await request.aopen()
         return Session(request, request.copy(), read_only)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send,
                     request: RequestSession, has_id: bool) -> None:
         try:
-            session = scope["session"] = await self._open(request, has_id)
+            session = await self._open(request, has_id)
         except SessionBusy:
             await self._busy(send)
             return
+        scope = _SessionScope(scope, session=session)
         replaced = False
 
         async def send_with_session(message: Message) -> None:
@@ -270,9 +234,11 @@ class SessionMiddleware:
             raise
         await shielded(request.arelease())  # an app that never answered: nothing to save
 
-    async def _finish(self, scope: Scope, session: Session) -> list[tuple[bytes, bytes]]:
+    async def _finish(self, scope: _SessionScope, session: Session) -> list[tuple[bytes, bytes]]:
         """Save the session (the app is about to answer); its response headers."""
-        _replaced(scope, session)
+        if dict.get(scope, "session") is not session:
+            await session.load()  # replaced by the app (Litestar): read first, not blocking
+            _replaced(scope, session)
         request = session.request
         if session.modified or request.loaded:  # carried over whole: in-place changes too
             request.clear()
@@ -295,22 +261,32 @@ class SessionMiddleware:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send,
                          request: RequestSession, has_id: bool) -> None:
         try:
-            scope["session"] = await self._open(request, has_id, read_only=True)
+            session = await self._open(request, has_id, read_only=True)
         except SessionBusy:
             await send({"type": "websocket.close", "code": 1013})  # "try again later"
             return
         finally:
-            await shielded(request.arelease())
-        await self.app(scope, receive, send)
+            if not self.lazy:
+                await shielded(request.arelease())  # read now: no lock kept for the socket
+        await self.app(_SessionScope(scope, session=session), receive, send)
 
 
 def session_of(scope: Scope) -> Session:
-    """The :class:`Session` of a request served through :class:`SessionMiddleware`."""
-    session = scope.get("session")
+    """The :class:`Session` of a request served through :class:`SessionMiddleware` (a pending
+    one is not read here: its first use reads it - or :func:`load_session`)."""
+    session = dict.get(scope, "session") if isinstance(scope, dict) else scope.get("session")
     if not isinstance(session, Session):
         raise LookupError("no dynamo_sessions session in this scope: is the app wrapped in "
                           "dynamo_sessions.asgi.SessionMiddleware (and its path not excluded)?")
     return session
 
 
-__all__ = ["Session", "SessionMiddleware", "WebOptions", "session_of"]
+async def load_session(connection: Any) -> Session:
+    """The session of ``connection`` (a Starlette / FastAPI / Litestar request or WebSocket, or
+    its scope), read now without blocking the event loop if not read yet: call it first in an
+    ``async def`` view, where a first plain ``request.session`` read blocks the loop for the
+    read's one call."""
+    return await session_of(getattr(connection, "scope", connection)).load()
+
+
+__all__ = ["Session", "SessionMiddleware", "WebOptions", "load_session", "session_of"]

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, StreamingRespon
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from dynamo_sessions.asgi import SessionMiddleware
+from dynamo_sessions.asgi import SessionMiddleware, load_session
 from dynamo_sessions.errors import SessionReadOnly
 
 
@@ -27,6 +27,14 @@ async def home(request: Request) -> PlainTextResponse:
 
 async def show(request: Request) -> JSONResponse:
     return JSONResponse(request.session)
+
+
+def show_from_a_thread(request: Request) -> JSONResponse:
+    return JSONResponse(request.session)  # a sync view: Starlette runs it in a worker thread
+
+
+async def show_loaded(request: Request) -> JSONResponse:
+    return JSONResponse(await load_session(request))  # read without blocking the event loop
 
 
 async def add_to_cart(request: Request) -> JSONResponse:
@@ -83,9 +91,17 @@ async def socket(websocket: WebSocket) -> None:
     await websocket.close()
 
 
+async def quiet_socket(websocket: WebSocket) -> None:
+    await websocket.accept()  # never touches the session: no DynamoDB call
+    await websocket.send_json({"quiet": True})
+    await websocket.close()
+
+
 routes = [
     Route("/", home),
     Route("/session", show),
+    Route("/session-from-a-thread", show_from_a_thread),
+    Route("/session-loaded", show_loaded),
     Route("/cart/{item}", add_to_cart, methods=["POST"]),
     Route("/visits", count_visit, methods=["POST"]),
     Route("/login", login, methods=["POST"]),
@@ -94,6 +110,7 @@ routes = [
     Route("/boom", boom),
     Route("/stream", stream),
     WebSocketRoute("/ws", socket),
+    WebSocketRoute("/ws-quiet", quiet_socket),
 ]
 
 

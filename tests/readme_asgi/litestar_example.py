@@ -7,7 +7,7 @@ from litestar.params import FromPath
 
 from dynamo_sessions import SessionConfig
 from dynamo_sessions.aio_store import create_async_store
-from dynamo_sessions.asgi import SessionMiddleware, session_of
+from dynamo_sessions.asgi import SessionMiddleware, load_session
 
 store = create_async_store(SessionConfig(table_name=os.environ.get("SESSIONS_TABLE", "sessions"),
                                          locking="optimistic"), session_name="session")
@@ -15,14 +15,15 @@ store = create_async_store(SessionConfig(table_name=os.environ.get("SESSIONS_TAB
 
 @post("/cart/{item:str}", status_code=200)
 async def add_to_cart(item: FromPath[str], request: Request[Any, Any, Any]) -> dict[str, Any]:
-    cart = [*request.session.get("cart", []), item]
-    request.session["cart"] = cart  # saved once, before the response starts
+    session = await load_session(request)  # read it without blocking the event loop
+    cart = [*session.get("cart", []), item]
+    session["cart"] = cart  # saved once, before the response starts
     return {"cart": cart}
 
 
 @post("/login", status_code=200)
 async def login(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    session = session_of(request.scope)  # request.session, typed as ours
+    session = await load_session(request)  # request.session, read and typed as ours
     session.regenerate()  # a new session id on login; the cart stays
     session["user"] = (await request.json())["user"]
     return {"logins": session.increment("logins")}

@@ -7,26 +7,28 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from dynamo_sessions import SessionConfig
-from dynamo_sessions.asgi import SessionMiddleware
+from dynamo_sessions.asgi import SessionMiddleware, load_session
 
 config = SessionConfig(table_name=os.environ.get("SESSIONS_TABLE", "sessions"),
                        locking="optimistic")
 
 
 async def add_to_cart(request: Request) -> JSONResponse:
-    cart = [*request.session.get("cart", []), request.path_params["item"]]
-    request.session["cart"] = cart  # saved once, before the response starts
+    session = await load_session(request)  # read it without blocking the event loop
+    cart = [*session.get("cart", []), request.path_params["item"]]
+    session["cart"] = cart  # saved once, before the response starts
     return JSONResponse({"cart": cart})
 
 
 async def login(request: Request) -> JSONResponse:
-    request.session.regenerate()  # a new session id on login; the cart stays
-    request.session["user"] = (await request.json())["user"]
-    return JSONResponse({"logins": request.session.increment("logins")})
+    session = await load_session(request)
+    session.regenerate()  # a new session id on login; the cart stays
+    session["user"] = (await request.json())["user"]
+    return JSONResponse({"logins": session.increment("logins")})
 
 
 async def logout(request: Request) -> JSONResponse:
-    request.session.destroy()  # the item is deleted, the cookie expired
+    request.session.destroy()  # works too: a first plain use reads it, blocking the loop once
     return JSONResponse({})
 
 

@@ -24,7 +24,15 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 
 from ..aio_store import AsyncSessionStore, create_async_store
-from ..asgi import ASGIApp, Message, Receive, Scope, Send, SessionMiddleware, session_of
+from ..asgi import (
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    SessionMiddleware,
+    load_session,
+)
 from ..config import LOCKING_MODES, SessionConfig
 from ..metrics import Metrics, OperationMetrics
 from .web import (
@@ -57,7 +65,7 @@ def create_app(endpoint_url: str | None = None, locking: str | None = None,
     store = create_async_store(config, session_name="demo")
 
     async def index(request: Request) -> HTMLResponse:
-        count = session_of(request.scope).increment("count")
+        count = (await load_session(request)).increment("count")
         snapshot = store.metrics.snapshot()
         by_api = ", ".join(f"{api}: {n}" for api, n in sorted(snapshot["calls"].items()))
         return HTMLResponse(PAGE.format(
@@ -66,10 +74,11 @@ def create_app(endpoint_url: str | None = None, locking: str | None = None,
             wcu=snapshot["write_units"], by_api=html.escape(by_api or "-")))
 
     async def count(request: Request) -> JSONResponse:
-        return JSONResponse({"count": request.session.get("count", 0), "pid": os.getpid()})
+        session = await load_session(request)  # read without blocking the event loop
+        return JSONResponse({"count": session.get("count", 0), "pid": os.getpid()})
 
     async def logout(request: Request) -> RedirectResponse:
-        session_of(request.scope).destroy()
+        (await load_session(request)).destroy()
         return RedirectResponse("/", status_code=302)
 
     async def metrics(request: Request) -> JSONResponse:
@@ -147,7 +156,7 @@ def tabs_app(mode: str, table_name: str, endpoint_url: str | None,
     store = create_async_store(config, session_name=f"demo_{mode}")
 
     async def start(request: Request) -> JSONResponse:
-        session = session_of(request.scope)
+        session = await load_session(request)
         session.regenerate()
         session["started"] = int(time.time())
         return JSONResponse({"locking": mode})
@@ -158,13 +167,14 @@ def tabs_app(mode: str, table_name: str, endpoint_url: str | None,
         if not TAB_KEY.fullmatch(key) or not work_ms.isdigit() or int(work_ms) > MAX_WORK_MS:
             return JSONResponse({"error": f"key must match {TAB_KEY.pattern}, "
                                           f"work_ms 0..{MAX_WORK_MS}"}, status_code=400)
-        value = int(request.session.get(key, 0)) + 1
+        session = await load_session(request)  # read without blocking the event loop
+        value = int(session.get(key, 0)) + 1
         await asyncio.sleep(int(work_ms) / 1000)
-        request.session[key] = value
+        session[key] = value
         return JSONResponse({"value": value, "pid": os.getpid()})
 
     async def state(request: Request) -> JSONResponse:
-        return JSONResponse({"session": dict(request.session)})
+        return JSONResponse({"session": dict(await load_session(request))})
 
     async def metrics(request: Request) -> JSONResponse:
         return JSONResponse({"pid": os.getpid(), **store.metrics.snapshot()})

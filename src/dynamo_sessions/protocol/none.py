@@ -45,6 +45,9 @@ class NoLocking(Versioned):
 
     _creates_versions = False
     """``create`` writes version 1 (and a write token)."""
+    load_waits = False
+    """A load may wait for another request (a lock): then it must be awaited on an event
+    loop, never carried out blocking on the loop's thread (the holder could not go on)."""
 
     # --- load ---------------------------------------------------------------------------------
 

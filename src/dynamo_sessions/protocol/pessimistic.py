@@ -61,6 +61,7 @@ class Pessimistic(NoLocking):
     """``locking="pessimistic"``: the lease lock."""
 
     locking = "pessimistic"
+    load_waits = True
 
     def load(self, session_id: str, *,
              lifetime_seconds: int | None = None) -> Operation[LoadedSession]:
