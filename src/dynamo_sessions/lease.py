@@ -6,8 +6,9 @@ process killed, its renewals stopped - frees the session within one lease, insid
 lease is half used is renewed by one conditional UpdateItem (``SET lock_until_ms`` only while
 ``lock`` still holds this request's token), so a renewal never brings back a released lock and
 a retried renewal whose first answer was lost succeeds again, unchanged.  One daemon thread
-serves the whole process (it sleeps until the next renewal is due); a forked child starts
-with no locks and its own thread.
+serves the whole process (it sleeps until the next renewal is due) and sends each due renewal
+on a short-lived thread of its own, so a renewal hanging on its read timeout and botocore's
+retries holds back no other lock's; a forked child starts with no locks and its own thread.
 
 Cost: a renewal is a write of the whole item (1 WCU per KB, as the take), paid only by requests
 that hold a lock longer than half a lease - one per ``lock_lease_seconds / 2`` they hold it.
@@ -54,6 +55,8 @@ class Held:
     due: float
     renew_until: float
     label: str
+    in_flight: bool = False
+    """A renewal of it was sent and not answered yet (the sync renewer's own flag)."""
 
     @classmethod
     def taken(cls, store: Any, owner: Any, key: str, token: str, lease_seconds: float,
@@ -165,21 +168,33 @@ class LeaseRenewer(RenewalRules):
         while True:
             with self._cond:
                 due = self._due()
-            for held in due:
-                self._renew(held)
+                for held in due:
+                    held.in_flight = True
+            for held in due:  # each on a thread of its own: a hung one holds back no other
+                threading.Thread(target=self._renew_in_flight, args=(held,), daemon=True,
+                                 name="dynamo-sessions-lease-renewal").start()
 
     def _due(self) -> list[Held]:
-        """Wait (under the condition) until some lease is due; return those."""
+        """Wait (under the condition) until some lease not being renewed is due; those."""
         while True:
-            if not self._held:
+            waiting = [held for held in self._held.values() if not held.in_flight]
+            if not waiting:
                 self._cond.wait()
                 continue
             now = self.monotonic()
-            first = min(held.due for held in self._held.values())
+            first = min(held.due for held in waiting)
             if first > now:
                 self._cond.wait(first - now)
                 continue
-            return [held for held in self._held.values() if held.due <= now]
+            return [held for held in waiting if held.due <= now]
+
+    def _renew_in_flight(self, held: Held) -> None:
+        try:
+            self._renew(held)
+        finally:
+            with self._cond:
+                held.in_flight = False
+                self._cond.notify()
 
     def _renew(self, held: Held) -> None:
         sent, owner = self.begin_renewal(held)
