@@ -74,10 +74,11 @@ class Pessimistic(NoLocking):
         lease_ms = int(config.lock_lease_seconds * 1000)
         lifetime = self._lifetime if lifetime_seconds is None else lifetime_seconds
         while True:
-            expires = int(self.clock()) + lifetime
             # Take over only a lease the server's clock has certainly passed; date a new one
-            # from that same earliest time, so a fast local clock cannot stretch it.
+            # from that same earliest time, so a fast local clock cannot stretch it.  The
+            # expiry too is dated once synced (a fresh store's first take).
             now_ms = int((yield from self._earliest()) * 1000)
+            expires = int(self.clock()) + lifetime
             taken_at = self.lease_clock()
             try:
                 # ALL_OLD tells what was stored (its own expiry included: an expired session
