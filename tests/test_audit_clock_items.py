@@ -81,15 +81,15 @@ def test_the_first_expiry_a_fresh_store_writes_is_on_dynamodbs_clock(
 
 
 class Interrupting:
-    """Raises ``KeyboardInterrupt`` once, just after DynamoDB answered the first lock take
-    (the take was applied; the caller never sees its answer - Ctrl-C, a worker's timeout)."""
+    """Raises ``KeyboardInterrupt`` once, just after DynamoDB applied the first UpdateItem (a
+    lock take: the caller never sees its answer - Ctrl-C, a worker's timeout)."""
 
     def __init__(self, client: Any) -> None:
         self.fired = 0
         client.meta.events.register("after-call.dynamodb.UpdateItem", self._after)
 
-    def _after(self, **_: Any) -> None:
-        if not self.fired:  # a lock take is a store's first UpdateItem
+    def _after(self, http_response: Any, **_: Any) -> None:
+        if not self.fired and http_response.status_code == 200:  # the store's first: a take
             self.fired += 1
             raise KeyboardInterrupt
 
