@@ -80,6 +80,29 @@ def test_the_first_expiry_a_fresh_store_writes_is_on_dynamodbs_clock(
     assert first + LIFETIME - 2 <= expires <= last + LIFETIME
 
 
+@pytest.mark.parametrize("skew", [MINUTE, -MINUTE], ids=["fast", "slow"])
+def test_a_skewed_store_gives_back_the_expiry_and_dates_the_marker_by_dynamodb(
+        ddb_local_client: Any, table: str, skew: float) -> None:
+    """A fresh store 60 s off: a read-only request gives the session back its own expiry as
+    stored (no clock involved), and a login's moved marker lives 300 s by the server's clock
+    (not 240 s or 360 s)."""
+    from dynamo_sessions.store import MOVED_MARKER_SECONDS
+
+    writer = fresh(ddb_local_client, table, "pessimistic")
+    sid = new_session_id()
+    writer.create(sid, {"user": "ann"}, lifetime_seconds=3 * LIFETIME)
+    stored = item_of(writer, sid)
+    store = fresh(ddb_local_client, table, "pessimistic", skewed(skew))
+    store.release(store.load(sid))
+    assert item_of(store, sid) == stored
+    old = store.load(sid)
+    first = server_date(ddb_local_client)
+    store.retire(old, store.create(new_session_id(), old.data))
+    last = server_date(ddb_local_client) + 1
+    expires = int(item_of(store, sid)["expires"]["N"])
+    assert first + MOVED_MARKER_SECONDS - 2 <= expires <= last + MOVED_MARKER_SECONDS
+
+
 class Interrupting:
     """Raises ``KeyboardInterrupt`` once, just after DynamoDB applied the first UpdateItem (a
     lock take: the caller never sees its answer - Ctrl-C, a worker's timeout)."""
@@ -201,3 +224,26 @@ def test_dynamodb_refuses_a_rounded_huge_expiry(ddb_local_client: Any, table: st
         ddb_local_client.put_item(TableName=table, Item={"id": {"S": "x"},
                                                          "expires": {"N": rounded}})
     assert isinstance(fresh(ddb_local_client, table, "none").clock, ServerClock)
+
+
+@pytest.mark.parametrize("mode", ["none", "pessimistic", "optimistic"])
+def test_a_negative_expiry_is_an_expired_session_and_no_data_is_no_session(
+        ddb_local_client: Any, table: str, mode: str) -> None:
+    """``expires`` below zero is long past (TTL's reading too): the session is expired - not
+    served, no error - and, as any expired one, deleted on read.  An item without ``data``
+    (a lock-only item looks the same) holds no session: read as none, no lock left."""
+    store = fresh(ddb_local_client, table, mode)
+    expired, bare = new_session_id(), new_session_id()
+    _put(store, expired, expires={"N": "-5"})
+    stored = _put(store, bare)
+    del stored["data"]
+    store.client.put_item(TableName=table, Item=stored)
+    for sid in (expired, bare):
+        session = store.load(sid)
+        assert session.data == {} and not session.existed
+        store.release(session)
+    assert raw_item(store.client, table, store.item_key(expired)) is None
+    if mode != "pessimistic":  # a pessimistic release deletes a lock-only item
+        assert item_of(store, bare) == stored
+    else:
+        assert raw_item(store.client, table, store.item_key(bare)) is None
