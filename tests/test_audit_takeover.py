@@ -24,14 +24,18 @@ from .conftest import make_table
 from .faultproxy import FaultProxy
 from .handler_support import Clock, raw_item
 from .test_audit_clock_items import Interrupting
-from .test_faults import ATTEMPTS, LOCK_TAKE
+from .test_faults import ATTEMPTS, DATA_WRITE, LOCK_TAKE, RELEASE
 from .test_faults import _no_retry_sleep as _no_retry_sleep  # botocore retries at once
+from .test_lease_clock import skewed
 
 pytestmark = pytest.mark.dynamodb_local
 
 DAY = 86400
 LOCK_ATTRIBUTES = {"lock", "lock_until_ms", "prior_expires"}
-HOW = ["lost answer", "interrupted"]
+HOW = ["lost answer", "lost take-over answer", "interrupted"]
+LOST = {"lost answer": LOCK_TAKE, "lost take-over answer": '":seen"'}
+"""Which take's answer is lost: the first (fresh, refused by the crashed holder's lock) or the
+take over that lock."""
 
 
 class Rig:
@@ -43,12 +47,12 @@ class Rig:
         self.table = table
         self.clock = Clock()
 
-    def store(self, **options: Any) -> SessionStore:
+    def store(self, clock: Any = None, **options: Any) -> SessionStore:
         config = SessionConfig(table_name=self.table, locking="pessimistic",
                                endpoint_url=self.proxy.endpoint_url, region_name="us-east-1",
                                boto_max_attempts=ATTEMPTS, read_timeout_seconds=5.0, **options)
         client = make_client(config, aws_access_key_id="local", aws_secret_access_key="local")
-        return create_store(config, client, clock=self.clock)
+        return create_store(config, client, clock=clock or self.clock)
 
     def item(self, store: SessionStore, sid: str) -> dict[str, Any] | None:
         return raw_item(self.direct, self.table, store.item_key(sid))
@@ -74,8 +78,8 @@ def _crashed_holder(rig: Rig, lifetime: int) -> tuple[SessionStore, str, dict[st
 
 def _take(rig: Rig, store: SessionStore, sid: str, how: str) -> Any:
     """Load ``sid`` with its take's answer lost (the session) or interrupted (None)."""
-    if how == "lost answer":
-        rig.proxy.script("drop_after", "UpdateItem", 1, LOCK_TAKE)
+    if how in LOST:
+        rig.proxy.script("drop_after", "UpdateItem", 1, LOST[how])
         session = store.load(sid)
         assert rig.proxy.counts() == {"drop_after": 1}
         return session
@@ -150,3 +154,28 @@ def test_a_give_back_whose_answer_was_lost(rig: Rig, api: str) -> None:
     _take(rig, store, sid, "interrupted")
     assert rig.proxy.counts() == {"drop_after": 1}
     assert rig.item(store, sid) == before
+
+
+@pytest.mark.parametrize("call", ["save", "release"])
+@pytest.mark.parametrize("skew", [60.0, -60.0], ids=["fast", "slow"])
+def test_a_skewed_stores_lost_answer_is_judged_by_its_lease_on_dynamodbs_clock(
+        rig: Rig, skew: float, call: str) -> None:
+    """A store 60 s off loses the answer of its save (or release): the retry finds its lock
+    gone, and whether the lease still ran is told on the server's clock - by the local one, a
+    fast store would take its own applied write for a lost lease (``LockLost``)."""
+    store = rig.store(skewed(skew))
+    sid = new_session_id()
+    store.create(sid, {"n": 1})
+    written = rig.item(store, sid)
+    session = store.load(sid)
+    rig.proxy.script("drop_after", "UpdateItem", 1, DATA_WRITE if call == "save" else RELEASE)
+    if call == "save":
+        assert store.save(session, {"n": 2})
+    else:
+        store.release(session)
+    assert rig.proxy.counts() == {"drop_after": 1}
+    item = rig.item(store, sid)
+    assert item is not None and not LOCK_ATTRIBUTES & set(item)
+    if call == "release":
+        assert item == written
+    assert store.load(sid).data == {"n": 2 if call == "save" else 1}
