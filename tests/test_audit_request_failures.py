@@ -181,6 +181,28 @@ def test_a_login_whose_moved_marker_answer_was_lost(setup: Setup, mode: str) -> 
     assert unlocked(setup.item(handler, new)) and _stored(setup, mode, new) == {"user": "ann"}
 
 
+@pytest.mark.parametrize("kind", ["throttle", "http500", "drop_before"])
+@pytest.mark.parametrize("mode", MODES)
+def test_a_login_whose_moved_marker_failed_leaves_no_lock(setup: Setup, mode: str,
+                                                          kind: str) -> None:
+    """The marker's PutItem fails past botocore's attempts: the error is raised (typed), the
+    old session stays as it was - and its lock is given back, not left for a lease."""
+    from dynamo_sessions import DynamoUnavailable
+
+    from .test_faults import ATTEMPTS
+
+    handler, sid, session = _request_on(setup, mode, {"user": "ann"})
+    before = setup.item(handler, sid)
+    session.regenerate()
+    setup.proxy.script(kind, "PutItem", ATTEMPTS)
+    with pytest.raises(DynamoUnavailable):
+        session.save()
+    assert setup.proxy.counts() == {kind: ATTEMPTS}
+    after = setup.item(handler, sid)
+    assert unlocked(after) and after is not None and before is not None
+    assert after["data"] == before["data"] and _stored(setup, mode, sid) == {"user": "ann"}
+
+
 def test_a_release_deleting_a_lock_only_item_whose_answer_was_lost(setup: Setup) -> None:
     handler = setup.handler("pessimistic")
     sid = new_session_id()
