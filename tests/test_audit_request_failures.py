@@ -96,6 +96,7 @@ class Rig:
         self.client = client
         self.table = table
         self.clock = Clock()
+        self.created: dict[str, Any] | None = None
 
     def store(self, mode: str) -> SessionStore:
         store = create_store(SessionConfig(table_name=self.table, locking=mode,
@@ -109,6 +110,7 @@ class Rig:
         writer = self.store(mode)
         sid = new_session_id()
         writer.create(sid, OLD)
+        self.created = raw_item(self.client, self.table, writer.item_key(sid))
         store = self.store(mode)
         dying = Dying(self.client, budget)
         store.driver = dying  # type: ignore[assignment]
@@ -140,10 +142,13 @@ def test_a_request_dying_after_any_call_leaves_a_whole_session_and_no_lasting_lo
             assert int(item["lock_until_ms"]["N"]) <= lease_ms  # bounded by one lease
         rig.clock.advance(rig.store(mode).config.lock_lease_seconds + 5)
         later = RequestSession(rig.store(mode), sid)
-        assert dict(later) in AFTER[what], (budget, dict(later))
+        found = dict(later)
+        assert found in AFTER[what], (budget, found)
         later.release()
         item = raw_item(rig.client, rig.table, rig.store(mode).item_key(sid))
         assert item is None or not LOCK_ATTRIBUTES & set(item)
+        if found == OLD:  # as it was: its own expiry too, not a dead lock take's
+            assert item == rig.created
         if dead.id is not None and dead.id != sid:  # the login's new id, if it got that far
             assert RequestSession(rig.store(mode), dead.id).copy() in (
                 {}, {"user": "bob", "n": 1})
