@@ -247,3 +247,20 @@ def test_a_negative_expiry_is_an_expired_session_and_no_data_is_no_session(
         assert item_of(store, bare) == stored
     else:
         assert raw_item(store.client, table, store.item_key(bare)) is None
+
+
+@pytest.mark.parametrize("mode", ["none", "pessimistic", "optimistic"])
+def test_a_session_holding_a_moved_flag_is_corrupt_not_an_empty_session(
+        ddb_local_client: Any, table: str, mode: str) -> None:
+    """A ``moved`` attribute on an item that holds data (a hand edit: a login's marker never
+    has any) - not served as a moved session (empty, silently), but ``CorruptSession``, with
+    the item left exactly as it was and no lock."""
+    from dynamo_sessions import CorruptSession
+
+    store = fresh(ddb_local_client, table, mode)
+    sid = new_session_id()
+    stored = _put(store, sid, moved={"BOOL": True})
+    for _ in range(2):
+        with pytest.raises(CorruptSession):
+            store.load(sid)
+        assert item_of(store, sid) == stored

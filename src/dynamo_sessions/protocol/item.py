@@ -246,6 +246,8 @@ def from_item(session_id: str, key: str, item: dict[str, Any] | None,
         session.expires = None
         return session
     if MOVED in item:
+        if DATA in item:  # a marker never holds data: a session with a stray flag
+            raise _malformed(session_id, MOVED, item[MOVED], "on a marker without data")
         session.moved = True  # a marker: no data, and its id is never served again
         return session
     payload = _binary(item, DATA, session_id)
