@@ -264,3 +264,19 @@ def test_a_session_holding_a_moved_flag_is_corrupt_not_an_empty_session(
         with pytest.raises(CorruptSession):
             store.load(sid)
         assert item_of(store, sid) == stored
+
+
+@pytest.mark.parametrize("prior", [{"N": "5"}, {"NULL": True}], ids=["past", "null"])
+def test_a_stray_prior_expiry_on_an_unlocked_item_is_not_the_sessions(
+        ddb_local_client: Any, table: str, prior: dict[str, Any]) -> None:
+    """``prior_expires`` belongs to a lock; on an unlocked item (a hand edit, a copy of a
+    locked item) it says nothing: the live session is served and kept - read by that value
+    it would be expired, and its release would delete it."""
+    store = fresh(ddb_local_client, table, "pessimistic")
+    sid = new_session_id()
+    stored = _put(store, sid, prior_expires=prior)
+    session = store.load(sid)
+    assert session.data == {"user": "ann"}
+    store.release(session)
+    item = item_of(store, sid)
+    assert item == {name: value for name, value in stored.items() if name != "prior_expires"}

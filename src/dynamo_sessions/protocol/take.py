@@ -63,9 +63,10 @@ def crashed_lock(found: dict[str, Any] | None, now_ms: int) -> dict[str, Any] | 
 def taken_over(old: dict[str, Any] | None) -> dict[str, Any] | None:
     """The item a lock take found: one still locked by a holder that never gave the lock back
     (crashed) is the session as that holder found it, its expiry the one kept in
-    ``prior_expires`` - unless that is malformed (written elsewhere): then as it stands."""
+    ``prior_expires`` - unless that is malformed (written elsewhere): then as it stands.  On
+    an unlocked item ``prior_expires`` (a hand edit) says nothing: the item stands too."""
     prior = None if old is None else old.get(PRIOR_EXPIRES)
-    if old is None or prior is None:
+    if old is None or prior is None or LOCK not in old:
         return old
     if prior != {"NULL": True}:
         try:
