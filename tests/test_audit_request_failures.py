@@ -238,6 +238,39 @@ def test_a_logout_whose_answer_was_lost(setup: Setup, mode: str) -> None:
     assert setup.item(handler, sid) is None and not session.needs_cookie
 
 
+@pytest.mark.parametrize("mode", ["none", "optimistic"])
+def test_an_expired_delete_and_a_refresh_whose_answers_were_lost(setup: Setup,
+                                                                 mode: str) -> None:
+    """Without a lock: the delete of an expired session on read, and the refresh of an
+    unchanged session's expiry - each applied, its answer lost, its retry refused or applied
+    again: no error, the item as one call leaves it."""
+    handler = setup.handler(mode)
+    handler.store.clock = clock = Clock()
+    lifetime = handler.store.config.session_lifetime_seconds
+    expired, kept = new_session_id(), new_session_id()
+    for sid in (expired, kept):
+        handler.write(sid, {"n": 1})
+    clock.advance(lifetime + 10)
+    setup.proxy.script("drop_after", "DeleteItem", 1)
+    assert _request_on_store(handler, expired) == {}
+    assert setup.item(handler, expired) is None
+    handler.store.clock = clock = Clock()
+    handler.write(kept, {"n": 2})
+    clock.advance(lifetime * 0.6)  # under half the lifetime left: a refresh is due
+    setup.proxy.script("drop_after", "UpdateItem", 1, '"SET #e = :e"')
+    handler.write(kept, handler.read(kept))
+    assert setup.proxy.counts() == {"drop_after": 2}
+    item = setup.item(handler, kept)
+    assert item is not None and int(item["expires"]["N"]) == int(clock.now) + lifetime
+
+
+def _request_on_store(handler: SessionHandler, sid: str) -> dict[str, Any]:
+    session = RequestSession(handler.store, sid)
+    data = dict(session)
+    session.save()
+    return data
+
+
 # --- the PHP protocol: destroy, then write ------------------------------------------------------
 
 
