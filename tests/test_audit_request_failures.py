@@ -14,7 +14,6 @@ Local: the process dying right after any of them, and the answers the fault prox
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,12 +44,16 @@ class Died(BaseException):
 class Dying:
     """A driver carrying a request's steps on the real client until ``budget`` calls have
     been answered; the next call is never sent (:class:`Died`).  Sleeps take no time; Hold and
-    Drop do nothing (a dead process renews no lease)."""
+    Drop do nothing (a dead process renews no lease).  With ``interrupt``, the answer of call
+    ``budget`` is replaced by a ``KeyboardInterrupt`` thrown in (applied, the answer lost to
+    Ctrl-C or a worker's timeout), and the request goes on cleaning up."""
 
-    def __init__(self, client: Any, budget: int | None) -> None:
+    def __init__(self, client: Any, budget: int | None, interrupt: bool = False) -> None:
         self.client = client
         self.budget = budget
+        self.interrupt = interrupt
         self.calls = 0
+        self.raised: BaseException | None = None
 
     def run(self, operation: Operation[T]) -> T:
         answer: Any = None
@@ -58,13 +61,17 @@ class Dying:
             step = operation.send(None)
             while True:
                 if isinstance(step, Call):
-                    if self.calls == self.budget:
+                    if self.calls == self.budget and not self.interrupt:
                         raise Died
                     self.calls += 1
                     try:
                         answer = getattr(self.client, xform_name(step.api))(**step.params)
                     except Exception as exc:
                         step = operation.throw(exc)
+                        continue
+                    if self.calls == self.budget and self.interrupt:
+                        self.budget = None  # once
+                        step = operation.throw(KeyboardInterrupt())
                         continue
                 else:
                     answer = None
@@ -105,18 +112,20 @@ class Rig:
         FakeTimer().install(store)
         return store
 
-    def dying_request(self, mode: str, what: str, budget: int | None) -> tuple[str, Dying,
-                                                                               RequestSession]:
+    def dying_request(self, mode: str, what: str, budget: int | None,
+                      interrupt: bool = False) -> tuple[str, Dying, RequestSession]:
         writer = self.store(mode)
         sid = new_session_id()
         writer.create(sid, OLD)
         self.created = raw_item(self.client, self.table, writer.item_key(sid))
         store = self.store(mode)
-        dying = Dying(self.client, budget)
+        dying = Dying(self.client, budget, interrupt)
         store.driver = dying  # type: ignore[assignment]
         session = RequestSession(store, sid)
-        with contextlib.suppress(Died):
+        try:
             _request(session, what)
+        except (Died, KeyboardInterrupt) as exc:
+            dying.raised = exc
         return sid, dying, session
 
 
@@ -152,6 +161,25 @@ def test_a_request_dying_after_any_call_leaves_a_whole_session_and_no_lasting_lo
         if dead.id is not None and dead.id != sid:  # the login's new id, if it got that far
             assert RequestSession(rig.store(mode), dead.id).copy() in (
                 {}, {"user": "bob", "n": 1})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what", sorted(AFTER))
+@pytest.mark.parametrize("mode", MODES)
+def test_a_request_interrupted_after_any_call_gives_its_locks_back_at_once(
+        rig: Rig, mode: str, what: str) -> None:
+    """``KeyboardInterrupt`` in place of any call's answer (the call applied): it reaches
+    the caller, and the request has given back every lock it took - no lease to wait for -
+    leaving the session as it was or as the request wrote it."""
+    _, whole, _ = rig.dying_request(mode, what, None)
+    for budget in range(1, whole.calls + 1):
+        sid, dying, _ = rig.dying_request(mode, what, budget, interrupt=True)
+        assert isinstance(dying.raised, KeyboardInterrupt), budget
+        item = raw_item(rig.client, rig.table, rig.store(mode).item_key(sid))
+        assert item is None or not LOCK_ATTRIBUTES & set(item), (budget, item)
+        later = RequestSession(rig.store(mode), sid)  # at once: not LockTimeout
+        assert dict(later) in AFTER[what], budget
+        later.release()
 
 
 # --- lost answers -------------------------------------------------------------------------------
