@@ -33,7 +33,8 @@ pytestmark = pytest.mark.dynamodb_local
 DAY = 86400
 LOCK_ATTRIBUTES = {"lock", "lock_until_ms", "prior_expires"}
 HOW = ["lost answer", "lost take-over answer", "interrupted"]
-LOST = {"lost answer": LOCK_TAKE, "lost take-over answer": '":seen"'}
+LOST = {"lost answer": LOCK_TAKE,
+        "lost take-over answer": '"SET #l = :t, #lu = :until, #e = :e"'}
 """Which take's answer is lost: the first (fresh, refused by the crashed holder's lock) or the
 take over that lock."""
 
@@ -179,3 +180,24 @@ def test_a_skewed_stores_lost_answer_is_judged_by_its_lease_on_dynamodbs_clock(
     if call == "release":
         assert item == written
     assert store.load(sid).data == {"n": 2 if call == "save" else 1}
+
+
+def test_a_server_that_returns_no_item_on_a_refused_take_still_takes_a_crashed_lock(
+        rig: Rig) -> None:
+    """A DynamoDB-compatible server that leaves the item out of a refused write's answer:
+    the crashed holder's lock cannot be told from a live one by the answer - it is still
+    taken over (by the lapsed lease's own condition), not waited on until the item expires."""
+    store, sid, _ = _crashed_holder(rig, DAY)
+    created = rig.clock.now
+    rig.clock.advance(store.config.lock_lease_seconds + 5)
+
+    def without_item(parsed: dict[str, Any], **_: Any) -> None:
+        parsed.pop("Item", None)
+
+    store.client.meta.events.register("after-call.dynamodb.UpdateItem", without_item)
+    session = store.load(sid)
+    assert session.data == {"user": "ann"}
+    store.release(session)
+    item = rig.item(store, sid)
+    assert item is not None and not LOCK_ATTRIBUTES & set(item)
+    assert int(item["expires"]["N"]) == int(created) + DAY

@@ -46,7 +46,7 @@ from .item import (
 )
 from .none import NoLocking
 from .steps import Drop, Hold, Operation, Sleep
-from .take import attribute, crashed_lock, giving_back, take_params, taken_over
+from .take import attribute, crashed, giving_back, take_params, taken_over
 
 _LEASE_MARGIN_MS = 1000
 _RELEASE_ROUNDS = 2  # rounds of botocore's attempts a lock release gets
@@ -68,7 +68,7 @@ class Pessimistic(NoLocking):
         retries = 0
         lease_ms = int(config.lock_lease_seconds * 1000)
         lifetime = self._lifetime if lifetime_seconds is None else lifetime_seconds
-        seen: dict[str, Any] | None = None  # a crashed holder's lock, to take over
+        over = False  # taking over a crashed holder's lock (take.py)
         while True:
             # Take over only a lease the server's clock has certainly passed; date a new one
             # from that same earliest time, so a fast local clock cannot stretch it.  The
@@ -85,7 +85,7 @@ class Pessimistic(NoLocking):
                 # The old expiry is kept in the item while locked (PRIOR_EXPIRES, NULL for none;
                 # a take over a crashed holder keeps the one it holds: take.py).
                 response = yield from interrupted.taking(self, key, token, session_id, take_params(
-                    self._key(key), token, now_ms, now_ms + lease_ms, expires, seen))
+                    self._key(key), token, now_ms, now_ms + lease_ms, expires, over))
                 break
             except ClientError as exc:
                 if not is_condition_failure(exc):
@@ -97,11 +97,10 @@ class Pessimistic(NoLocking):
                     # was before is the one found, less the lock, with its old expiry back.
                     response = {"Attributes": _before_lock(found)}
                     break
-                if seen is None:
-                    seen = crashed_lock(found, now_ms)
-                    if seen is not None:
-                        continue  # a crashed holder's: taken over at once (take.py)
-                seen = None
+                if not over and crashed(found, now_ms):
+                    over = True
+                    continue  # a crashed holder's: taken over at once (take.py)
+                over = False
             retries += 1
             tally.retries = retries
             pause = self._pause(backoff)

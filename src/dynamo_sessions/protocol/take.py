@@ -4,10 +4,11 @@ A take is one conditional UpdateItem.  A *fresh* take (no lock; or a lapsed lock
 ``prior_expires`` - the PHP handler's, or one written elsewhere) keeps the item's expiry in
 ``prior_expires``.  The lock of a holder that crashed holds the session's own expiry there
 already, and its ``expires`` is that holder's take's: a take *over* it (:data:`TAKE_OVER`,
-conditional on the very lock seen) keeps ``prior_expires`` as it is - so that the retry of a
-take whose answer was lost and the give-back of an interrupted one (which read the session's
-expiry from the item they locked) give back the session's own, not the crashed take's.  The
-first attempt is always a fresh take: only a take over a crashed holder pays a second one.
+conditional on a lapsed lease holding one) keeps ``prior_expires`` as it is - so that the
+retry of a take whose answer was lost and the give-back of an interrupted one (which read
+the session's expiry from the item they locked) give back the session's own, not the crashed
+take's.  The first attempt is always a fresh take: only a take over a crashed holder pays a
+second one.
 """
 
 from __future__ import annotations
@@ -22,21 +23,20 @@ TAKE_OVER = "SET #l = :t, #lu = :until, #e = :e"
 # A lease that is not a number (written badly elsewhere) never ends: taken.
 _LAPSED = "(#lu < :now OR (attribute_exists(#lu) AND NOT attribute_type(#lu, :n)))"
 FREE = f"attribute_not_exists(#l) OR (attribute_not_exists(#pe) AND {_LAPSED})"
-STILL_SEEN = f"#l = :seen AND attribute_exists(#pe) AND {_LAPSED}"
+CRASHED = f"attribute_exists(#pe) AND {_LAPSED}"
 
 
 def take_params(key: dict[str, Any], token: str, now_ms: int, until_ms: int, expires: int,
-                seen: dict[str, Any] | None) -> dict[str, Any]:
-    """The UpdateItem taking ``token``'s lock: fresh, or over the lapsed lock ``seen``."""
+                over: bool) -> dict[str, Any]:
+    """The UpdateItem taking ``token``'s lock: fresh, or ``over`` a crashed holder's."""
     values: dict[str, Any] = {":t": {"S": token}, ":until": {"N": str(until_ms)},
                               ":now": {"N": str(now_ms)}, ":e": {"N": str(expires)},
                               ":n": {"S": "N"}}
-    if seen is None:
+    if over:
+        update, condition = TAKE_OVER, CRASHED
+    else:
         update, condition = TAKE, FREE
         values[":null"] = {"NULL": True}
-    else:
-        update, condition = TAKE_OVER, STILL_SEEN
-        values[":seen"] = seen
     return {
         "Key": key, "UpdateExpression": update, "ConditionExpression": condition,
         "ExpressionAttributeNames": {"#l": LOCK, "#lu": LOCK_UNTIL_MS, "#e": EXPIRES,
@@ -46,18 +46,21 @@ def take_params(key: dict[str, Any], token: str, now_ms: int, until_ms: int, exp
     }
 
 
-def crashed_lock(found: dict[str, Any] | None, now_ms: int) -> dict[str, Any] | None:
-    """The lock of ``found`` (a refused take's item) when it is one to take over keeping its
-    ``prior_expires``: held with one, its lease passed by ``now_ms`` (or not a number)."""
-    if found is None or LOCK not in found or PRIOR_EXPIRES not in found:
-        return None
+def crashed(found: dict[str, Any] | None, now_ms: int) -> bool:
+    """``found`` (a refused fresh take's item) holds a lock to take over keeping its
+    ``prior_expires``: one with it, its lease passed by ``now_ms`` (or not a number).  None
+    (a server that does not return the item of a refused write) cannot tell: tried, as the
+    take over's own condition decides - else a crashed holder's lock would never be taken."""
+    if found is None:
+        return True
+    if LOCK not in found or PRIOR_EXPIRES not in found:
+        return False
     lease = found.get(LOCK_UNTIL_MS)
     if lease is None:
-        return None  # no lease: not ours to judge
+        return False  # no lease: not ours to judge
     text = lease.get("N") if isinstance(lease, dict) and len(lease) == 1 else None
     number = _exact(text) if isinstance(text, str) else None
-    lock: dict[str, Any] = found[LOCK]
-    return lock if number is None or number < now_ms else None
+    return number is None or number < now_ms
 
 
 def taken_over(old: dict[str, Any] | None) -> dict[str, Any] | None:
