@@ -15,7 +15,8 @@ data (a release; an unchanged save whose expiry is not due for a refresh) puts b
 the session had before the lock: a read-only request neither cuts a long session down to the
 load's lifetime nor stretches a short one (a moved marker's 300 s).  A holder that crashed
 leaves its take's expiry; the request that takes the lock over once the lease has passed reads
-the session's own (``prior_expires``) and gives that back.
+the session's own (``prior_expires``), keeps it there while it holds the lock (its take over
+is a request of its own: :mod:`.take`) and gives that back.
 """
 
 from __future__ import annotations
