@@ -201,3 +201,21 @@ def test_a_server_that_returns_no_item_on_a_refused_take_still_takes_a_crashed_l
     item = rig.item(store, sid)
     assert item is not None and not LOCK_ATTRIBUTES & set(item)
     assert int(item["expires"]["N"]) == int(created) + DAY
+
+
+def test_a_stale_requests_release_of_a_moved_marker_whose_answer_was_lost(rig: Rig) -> None:
+    """A request still carrying the old id locks the login's marker; its release (the
+    marker's 300 s put back) is applied, its answer lost, retried: our own success - the
+    marker exactly as the login left it, no lock."""
+    store = rig.store()
+    sid = new_session_id()
+    store.create(sid, {"user": "ann"})
+    old = store.load(sid)
+    store.retire(old, store.create(new_session_id(), old.data))
+    marker = rig.item(store, sid)
+    stale = store.load(sid)
+    assert stale.moved
+    rig.proxy.script("drop_after", "UpdateItem", 1, RELEASE)
+    store.release(stale)
+    assert rig.proxy.counts() == {"drop_after": 1}
+    assert rig.item(store, sid) == marker
