@@ -22,6 +22,7 @@ from .request import RequestSession
 from .store import SessionStore, create_store, log_id
 
 _MAX_SESSION_NAMES = 64
+_MAX_DESTROYED = 1024
 
 
 class SessionHandler:
@@ -76,11 +77,12 @@ class SessionHandler:
         """Calls and consumed RCU/WCU so far, as DynamoDB reported them."""
         return self.store.metrics
 
-    def _destroyed(self) -> set[str]:
-        """The ids this thread destroyed since it last opened (or closed): not written back."""
-        destroyed: set[str] | None = getattr(self._local, "destroyed", None)
+    def _destroyed(self) -> dict[str, None]:
+        """The ids this thread destroyed since it last opened (or closed), oldest first: not
+        written back (at most ``_MAX_DESTROYED``, for a thread that never opens or closes)."""
+        destroyed: dict[str, None] | None = getattr(self._local, "destroyed", None)
         if destroyed is None:
-            destroyed = self._local.destroyed = set()
+            destroyed = self._local.destroyed = {}
         return destroyed
 
     def _open_sessions(self) -> dict[str, RequestSession]:
@@ -164,7 +166,10 @@ class SessionHandler:
     def destroy(self, session_id: str) -> bool:
         """Delete the session (and with it any lock on it)."""
         session = self._open_sessions().pop(session_id, None)
-        self._destroyed().add(session_id)
+        destroyed = self._destroyed()
+        destroyed[session_id] = None
+        if len(destroyed) > _MAX_DESTROYED:
+            del destroyed[next(iter(destroyed))]
         return (session or RequestSession(self.store, strict=False)).delete(session_id)
 
     def gc(self, max_lifetime_seconds: int = 0) -> int:
