@@ -16,11 +16,13 @@ from typing import Any
 
 from . import table
 from .config import SessionConfig
+from .errors import SessionGone
 from .metrics import Metrics
 from .request import RequestSession
-from .store import SessionStore, create_store
+from .store import SessionStore, create_store, log_id
 
 _MAX_SESSION_NAMES = 64
+_MAX_DESTROYED = 1024
 
 
 class SessionHandler:
@@ -75,6 +77,14 @@ class SessionHandler:
         """Calls and consumed RCU/WCU so far, as DynamoDB reported them."""
         return self.store.metrics
 
+    def _destroyed(self) -> dict[str, None]:
+        """The ids this thread destroyed since it last opened (or closed), oldest first: not
+        written back (at most ``_MAX_DESTROYED``, for a thread that never opens or closes)."""
+        destroyed: dict[str, None] | None = getattr(self._local, "destroyed", None)
+        if destroyed is None:
+            destroyed = self._local.destroyed = {}
+        return destroyed
+
     def _open_sessions(self) -> dict[str, RequestSession]:
         """This thread's open sessions, by id: each a :class:`RequestSession` (the rules the
         web adapters follow), not adopting ids strictly (PHP picks its ids)."""
@@ -89,6 +99,7 @@ class SessionHandler:
         """Start using sessions named ``session_name`` (the key prefix) in this thread; maybe
         run GC.  Other threads keep their own names (the handler holds no per-request state)."""
         self._local.store = self._store_named(session_name)
+        self._destroyed().clear()
         with self._stores_lock:
             self._first_opened = self._first_opened or self._local.store
         config = self.config
@@ -99,6 +110,7 @@ class SessionHandler:
     def close(self) -> bool:
         """Release every lock this thread still holds (sessions read but not written)."""
         sessions = self._open_sessions()
+        self._destroyed().clear()
         while sessions:
             _, session = sessions.popitem()
             session.release()
@@ -124,9 +136,18 @@ class SessionHandler:
 
         Writes nothing when the data is unchanged and the expiry is not yet due; deletes the
         item when the data is empty.  On error the stored session is left as it was and the
-        lock is released.
+        lock is released.  An id this request destroyed is not written back (a logged-out id
+        brought back to life is one a fixated or stolen cookie holds again): data for it
+        raises :class:`SessionGone` - regenerate an id for the new session.
         """
         session = self._open_sessions().pop(session_id, None)
+        if session_id in self._destroyed():
+            if session is not None:
+                session.release()
+            if data:
+                raise SessionGone(f"session {log_id(session_id)} was destroyed in this "
+                                  "request; not recreating it - give the new session a new id")
+            return True
         if session is None:  # not read first (PHP always reads first): as the mode needs
             session = RequestSession(self.store, session_id, strict=False)
         return session.write(data)
@@ -145,6 +166,10 @@ class SessionHandler:
     def destroy(self, session_id: str) -> bool:
         """Delete the session (and with it any lock on it)."""
         session = self._open_sessions().pop(session_id, None)
+        destroyed = self._destroyed()
+        destroyed[session_id] = None
+        if len(destroyed) > _MAX_DESTROYED:
+            del destroyed[next(iter(destroyed))]
         return (session or RequestSession(self.store, strict=False)).delete(session_id)
 
     def gc(self, max_lifetime_seconds: int = 0) -> int:

@@ -114,11 +114,18 @@ class RequestSession(AsyncTwins, SessionState):
         return self.store.protocol.release(session)
 
     def _retire(self, old: LoadedSession, successor: LoadedSession) -> Operation[None]:
-        """Retire ``old``'s id in favour of ``successor`` (stored); refused: undo the move."""
+        """Retire ``old``'s id in favour of ``successor`` (stored); refused: undo the move;
+        failed otherwise (DynamoDB unavailable, interrupted): the old id stays, its lock given
+        back - not left to block the session for a lease."""
         try:
             yield from self.store.protocol.retire(old, successor)
         except LockLost:
             yield from self.store.protocol.delete(successor.session_id)  # the old id stays
+            raise
+        except GeneratorExit:
+            raise
+        except BaseException:
+            yield from self._release(old)
             raise
 
     # --- loading ------------------------------------------------------------------------------

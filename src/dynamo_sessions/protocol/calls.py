@@ -155,6 +155,14 @@ class Protocol:
             return clock.earliest()
         return clock()
 
+    def _now(self) -> Operation[float]:
+        """The best estimate of the server's time now - synced first, so that the first call
+        of a fresh store does not date an expiry by this machine's clock (a plain callable is
+        taken as it is)."""
+        if self._unsynced():
+            yield from self._sync()
+        return self.clock()
+
     def _latest(self) -> float:
         """A time the server's clock has certainly not passed yet."""
         clock = self.clock

@@ -10,7 +10,7 @@ session moved to a new id leaves a data-less ``moved`` marker.
 from __future__ import annotations
 
 import dataclasses
-import math
+import decimal
 from typing import Any
 
 from .. import _core
@@ -125,13 +125,25 @@ def _number(item: dict[str, Any], name: str, session_id: str,
         return None
     text = value.get("N") if isinstance(value, dict) and len(value) == 1 else None
     expected = "a whole number >= 0" if integer else "a number of epoch seconds"
-    try:
-        number = float(text) if isinstance(text, str) else math.nan
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number) or (integer and (number != int(number) or number < 0)):
+    number = _exact(text) if isinstance(text, str) else None
+    if number is None or (integer and (number != int(number) or number < 0)):
         raise _malformed(session_id, name, value, expected)
     return int(number)
+
+
+def _exact(text: str) -> int | decimal.Decimal | None:
+    """The number DynamoDB stores as ``text``, exactly (up to 38 digits: a float would round
+    it, and a rounded expiry or version written back has more digits than DynamoDB takes);
+    None when it is not a finite number."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = decimal.Decimal(text)
+    except decimal.InvalidOperation:
+        return None
+    return number if number.is_finite() else None
 
 
 def _binary(item: dict[str, Any], name: str, session_id: str) -> bytes | None:
@@ -234,6 +246,8 @@ def from_item(session_id: str, key: str, item: dict[str, Any] | None,
         session.expires = None
         return session
     if MOVED in item:
+        if DATA in item:  # a marker never holds data: a session with a stray flag
+            raise _malformed(session_id, MOVED, item[MOVED], "on a marker without data")
         session.moved = True  # a marker: no data, and its id is never served again
         return session
     payload = _binary(item, DATA, session_id)

@@ -38,7 +38,7 @@ def retire(mode: NoLocking, old: LoadedSession, successor: LoadedSession) -> Ope
     its changes are merged into ``successor`` (saved) and the marker retried; a session
     deleted or moved meanwhile is left as it is.
     """
-    expires = int(mode.clock()) + MOVED_MARKER_SECONDS
+    expires = int((yield from mode._now())) + MOVED_MARKER_SECONDS
     for _attempt in range(mode.config.max_write_retries + 1):
         names: dict[str, str] = {}
         values: dict[str, Any] = {}

@@ -138,7 +138,7 @@ class NoLocking(Versioned):
         return True
 
     def _save(self, session: LoadedSession) -> Operation[str]:
-        now = self.clock()
+        now = yield from self._now()
         if session.moved:
             if session.data:
                 raise self._moved_error(session)
@@ -264,7 +264,7 @@ class NoLocking(Versioned):
         it lives ``lifetime_seconds`` (``None``: the config's)."""
         key = self.item_key(session_id)
         check_lifetime(lifetime_seconds)
-        now = self.clock()
+        now = yield from self._now()
         session = LoadedSession(session_id=session_id, key=key, data=dict(data),
                                 lifetime_seconds=lifetime_seconds)
         expires = int(now) + self._lifetime_of(session)

@@ -15,7 +15,8 @@ data (a release; an unchanged save whose expiry is not due for a refresh) puts b
 the session had before the lock: a read-only request neither cuts a long session down to the
 load's lifetime nor stretches a short one (a moved marker's 300 s).  A holder that crashed
 leaves its take's expiry; the request that takes the lock over once the lease has passed reads
-the session's own (``prior_expires``) and gives that back.
+the session's own (``prior_expires``), keeps it there while it holds the lock (its take over
+is a request of its own: :mod:`.take`) and gives that back.
 """
 
 from __future__ import annotations
@@ -41,20 +42,15 @@ from .item import (
     PRIOR_EXPIRES,
     LoadedSession,
     _before_lock,
-    _number,
     check_lifetime,
     from_item,
 )
 from .none import NoLocking
 from .steps import Drop, Hold, Operation, Sleep
+from .take import attribute, crashed, giving_back, take_params, taken_over
 
 _LEASE_MARGIN_MS = 1000
 _RELEASE_ROUNDS = 2  # rounds of botocore's attempts a lock release gets
-
-_TAKE = "SET #l = :t, #lu = :until, #pe = if_not_exists(#e, :null), #e = :e"
-# A lease that is not a number (written badly elsewhere) never ends: taken.
-_FREE = ("attribute_not_exists(#l) OR #lu < :now OR "
-         "(attribute_exists(#lu) AND NOT attribute_type(#lu, :n))")
 
 
 class Pessimistic(NoLocking):
@@ -74,11 +70,13 @@ class Pessimistic(NoLocking):
         retries = 0
         lease_ms = int(config.lock_lease_seconds * 1000)
         lifetime = self._lifetime if lifetime_seconds is None else lifetime_seconds
+        over = False  # taking over a crashed holder's lock (take.py)
         while True:
-            expires = int(self.clock()) + lifetime
             # Take over only a lease the server's clock has certainly passed; date a new one
-            # from that same earliest time, so a fast local clock cannot stretch it.
+            # from that same earliest time, so a fast local clock cannot stretch it.  The
+            # expiry too is dated once synced (a fresh store's first take).
             now_ms = int((yield from self._earliest()) * 1000)
+            expires = int(self.clock()) + lifetime
             taken_at = self.lease_clock()
             try:
                 # ALL_OLD tells what was stored (its own expiry included: an expired session
@@ -86,19 +84,10 @@ class Pessimistic(NoLocking):
                 # TTL cannot delete the item under the holder and an orphaned lock expires.
                 # On failure the item comes back too (no extra charge): it sizes the WCU
                 # DynamoDB charges for the failed attempt but does not report.
-                # The old expiry is kept in the item while locked (PRIOR_EXPIRES, NULL for none).
-                response = yield from interrupted.taking(self, key, token, session_id, {
-                    "Key": self._key(key), "UpdateExpression": _TAKE,
-                    "ConditionExpression": _FREE,
-                    "ExpressionAttributeNames": {"#l": LOCK, "#lu": LOCK_UNTIL_MS,
-                                                 "#e": EXPIRES, "#pe": PRIOR_EXPIRES},
-                    "ExpressionAttributeValues": {
-                        ":t": {"S": token}, ":until": {"N": str(now_ms + lease_ms)},
-                        ":now": {"N": str(now_ms)}, ":e": {"N": str(expires)},
-                        ":null": {"NULL": True}, ":n": {"S": "N"},
-                    },
-                    "ReturnValues": "ALL_OLD", "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                })
+                # The old expiry is kept in the item while locked (PRIOR_EXPIRES, NULL for none;
+                # a take over a crashed holder keeps the one it holds: take.py).
+                response = yield from interrupted.taking(self, key, token, session_id, take_params(
+                    self._key(key), token, now_ms, now_ms + lease_ms, expires, over))
                 break
             except ClientError as exc:
                 if not is_condition_failure(exc):
@@ -110,6 +99,10 @@ class Pessimistic(NoLocking):
                     # was before is the one found, less the lock, with its old expiry back.
                     response = {"Attributes": _before_lock(found)}
                     break
+                if not over and crashed(found, now_ms):
+                    over = True
+                    continue  # a crashed holder's: taken over at once (take.py)
+                over = False
             retries += 1
             tally.retries = retries
             pause = self._pause(backoff)
@@ -135,7 +128,7 @@ class Pessimistic(NoLocking):
                                 lifetime_seconds=lifetime_seconds)
         yield Hold(key, token, config.lock_lease_seconds, taken_at,
                    config.max_lock_hold_seconds, log_id(session_id), session)
-        old = _taken_over(response.get("Attributes"))
+        old = taken_over(response.get("Attributes"))
         if old:
             try:
                 loaded = from_item(session_id, key, old, self._cutoff())
@@ -143,7 +136,7 @@ class Pessimistic(NoLocking):
                 # Keep the undecodable item as it was (no delete, its old expiry back, so a
                 # broken session still expires): only give the lock back.
                 yield Drop(token)
-                yield from self._release(session, *_giving_back(old.get(EXPIRES)))
+                yield from self._release(session, *giving_back(old.get(EXPIRES)))
                 self._report("lock", session, tally, lock_wait_seconds=waited,
                              outcome="error")
                 raise
@@ -237,7 +230,7 @@ class Pessimistic(NoLocking):
 
     def _keep(self, session: LoadedSession) -> Operation[None]:
         if session.lock_token is not None:  # the lock goes back, the expiry as it was
-            yield from self._update_owned(session, *_giving_back(_attribute(session.expires)),
+            yield from self._update_owned(session, *giving_back(attribute(session.expires)),
                                           raise_lost=False)
 
     def _refresh(self, session: LoadedSession, expires: int) -> Operation[None]:
@@ -332,7 +325,7 @@ class Pessimistic(NoLocking):
             return
         yield Drop(session.lock_token)
         tally = self._begin()
-        yield from self._release(session, *_giving_back(_attribute(session.expires)),
+        yield from self._release(session, *giving_back(attribute(session.expires)),
                                  lock_only=session.payload is None and not session.moved)
         self._report("release", session, tally)
 
@@ -370,29 +363,3 @@ class Pessimistic(NoLocking):
                 session.lock_token = None
                 return
 
-
-def _taken_over(old: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The item a lock take found: one still locked by a holder that never gave the lock back
-    (crashed) is the session as that holder found it, its expiry the one kept in
-    ``prior_expires`` - unless that is malformed (written elsewhere): then as it stands."""
-    prior = None if old is None else old.get(PRIOR_EXPIRES)
-    if old is None or prior is None:
-        return old
-    if prior != {"NULL": True}:
-        try:
-            _number(old, PRIOR_EXPIRES, "")
-        except CorruptSession:
-            return old
-    return _before_lock(old)
-
-
-def _attribute(expires: int | None) -> dict[str, Any] | None:
-    return None if expires is None else {"N": str(expires)}
-
-
-def _giving_back(expires: dict[str, Any] | None) -> tuple[str, dict[str, Any], dict[str, str]]:
-    """The update, values and names that remove this request's lock and put back ``expires``,
-    the item's expiry before the lock (None: it had none)."""
-    if expires is None:
-        return "REMOVE #l, #lu, #pe, #e", {}, {"#e": EXPIRES}
-    return "SET #e = :e REMOVE #l, #lu, #pe", {":e": expires}, {"#e": EXPIRES}
