@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from dynamo_sessions import ConfigError, SessionConfig, create_store, new_session_id
+from dynamo_sessions.config import MAX_LIFETIME_SECONDS
 from dynamo_sessions.store import SessionStore
 
 from .conftest import make_table
@@ -78,7 +79,7 @@ def test_the_refresh_threshold_follows_the_sessions_lifetime(
     assert expires_in(store, sid) == (CONFIG_LIFETIME if refreshed else 60)
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "60"])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "60", MAX_LIFETIME_SECONDS + 1, 10**40])
 def test_a_lifetime_that_is_not_positive_whole_seconds_is_refused(store: SessionStore,
                                                                   bad: Any) -> None:
     sid = new_session_id()
@@ -92,3 +93,10 @@ def test_a_lifetime_that_is_not_positive_whole_seconds_is_refused(store: Session
         with pytest.raises(ConfigError, match="lifetime_seconds"):
             store.save(session, {"a": 1}, lifetime_seconds=bad)
     assert counter.total == 0
+
+
+def test_the_configured_lifetime_is_bounded_so_that_an_expiry_fits_a_dynamodb_number() -> None:
+    assert SessionConfig(session_lifetime_seconds=MAX_LIFETIME_SECONDS)
+    for bad in (MAX_LIFETIME_SECONDS + 1, 10**40):
+        with pytest.raises(ConfigError, match="session_lifetime_seconds"):
+            SessionConfig(session_lifetime_seconds=bad)

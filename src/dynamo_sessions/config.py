@@ -14,6 +14,9 @@ from typing import Any
 
 from .errors import ConfigError
 
+MAX_LIFETIME_SECONDS = 1000 * 365 * 86400
+"""Longest session lifetime taken (1000 years): an expiry past it is no one's intent, and far
+beyond it an expiry outgrows the 38 digits a DynamoDB number holds."""
 LOCKING_MODES = ("none", "pessimistic", "optimistic")
 LOCK_RETRY_MODES = ("exponential", "uniform")
 GC_MODES = ("conditional", "batch")
@@ -141,7 +144,8 @@ class SessionConfig:
         need(self.gc_mode in GC_MODES, "gc_mode", f"must be one of {GC_MODES}")
         need(self.boto_retry_mode in BOTO_RETRY_MODES, "boto_retry_mode",
              f"must be one of {BOTO_RETRY_MODES}")
-        need(self.session_lifetime_seconds > 0, "session_lifetime_seconds", "must be > 0")
+        need(0 < self.session_lifetime_seconds <= MAX_LIFETIME_SECONDS,
+             "session_lifetime_seconds", f"must be 1..{MAX_LIFETIME_SECONDS} (1000 years)")
         need(self.gc_probability >= 0, "gc_probability", "must be >= 0")
         need(self.gc_divisor > 0, "gc_divisor", "must be > 0")
         need(1 <= self.gc_batch_size <= 25, "gc_batch_size",

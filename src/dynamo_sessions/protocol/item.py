@@ -14,6 +14,7 @@ import decimal
 from typing import Any
 
 from .. import _core
+from ..config import MAX_LIFETIME_SECONDS
 from ..errors import ConfigError, CorruptSession, NotACounter, SessionTooLarge
 from ..merge import Number, is_number
 from .ids import log_id
@@ -266,6 +267,7 @@ def check_lifetime(lifetime_seconds: int | None) -> None:
     """A per-save lifetime is a whole number of seconds > 0 (or ``None``: the config's)."""
     if lifetime_seconds is not None and (not isinstance(lifetime_seconds, int)
                                          or isinstance(lifetime_seconds, bool)
-                                         or lifetime_seconds <= 0):
+                                         or not 0 < lifetime_seconds <= MAX_LIFETIME_SECONDS):
         raise ConfigError(f"lifetime_seconds={lifetime_seconds!r}: must be a whole number "
-                          "of seconds > 0 (or None for session_lifetime_seconds)")
+                          f"of seconds, 1..{MAX_LIFETIME_SECONDS} (or None for "
+                          "session_lifetime_seconds)")
