@@ -3,7 +3,8 @@ rules (its generator operations), awaited on an :class:`~.aio_store.AsyncSession
 
 ``aopen`` (the first dict access's read), ``aload``, ``asave``, ``arelease``,
 ``arelease_locks``, ``awrite``, ``acreate``, ``asave_existing``, ``adelete``, ``aretire_old``,
-``aexists``: each is its sync namesake without the ``a``, awaited.  Cancelled, an operation
+``aexists``: each is its sync namesake without the ``a``, awaited; ``open_with(run)``: the
+read carried by ``run`` from sync code.  Cancelled, an operation
 finishes its cleanup first (locks released, the stored session the old or the new one).
 """
 
@@ -56,6 +57,15 @@ class AsyncTwins:
         self.accessed = True
         if self._data is None:
             await self._arun(self._open(), undo=True)
+            assert self._data is not None
+        return self._data
+
+    def open_with(self, run: Callable[[Operation[None]], None]) -> dict[str, Any]:
+        """Read the cookie's session now, if not yet read, with ``run`` carrying the read (an
+        async store's read from sync code: :class:`.aio_blocking.BlockingRunner`); its data."""
+        self.accessed = True
+        if self._data is None:
+            run(self._open())
             assert self._data is not None
         return self._data
 

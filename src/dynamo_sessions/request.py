@@ -137,15 +137,6 @@ class RequestSession(AsyncTwins, SessionState):
             assert self._data is not None
         return self._data
 
-    def open_with(self, run: Callable[[Operation[None]], None]) -> dict[str, Any]:
-        """Read the cookie's session now, if not yet read, with ``run`` carrying the read (an
-        async store's read from sync code: :class:`.aio_blocking.BlockingRunner`); its data."""
-        self.accessed = True
-        if self._data is None:
-            run(self._open())
-            assert self._data is not None
-        return self._data
-
     def _open(self) -> Operation[None]:
         if self._failure is not None:
             raise self._failure
