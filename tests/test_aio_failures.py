@@ -40,12 +40,11 @@ from .test_reliability_faults import (
     version,
 )
 from .test_reliability_faults import setup as setup  # the fixture
+from .test_transport_aio import settle
 
 pytestmark = pytest.mark.dynamodb_local
 
 MODES = ["none", "pessimistic", "optimistic"]
-SETTLE_ROUNDS = 3000
-"""Bound on the loop turns (of 10 ms) a test waits for the proxy to see a request."""
 
 
 def config_of(setup: Setup, mode: str, **options: Any) -> SessionConfig:
@@ -81,11 +80,7 @@ async def saved(store: AsyncSessionStore, sid: str, data: dict[str, Any]) -> Non
 
 async def seen(proxy: FaultProxy, operation: str, count: int) -> None:
     """Let the loop run (bounded) until the proxy has seen ``count`` ``operation`` requests."""
-    for _ in range(SETTLE_ROUNDS):
-        if proxy.seen[operation] >= count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"the proxy never saw {count} {operation}")
+    await settle(lambda: proxy.seen[operation] >= count)
 
 
 # --- applied, answer lost: the retry is our own success ----------------------------------------

@@ -146,12 +146,20 @@ class AsyncSessionStore(StoreBase):
         client = self._given if self._given is not None else await self.get_client()
         flight = _Flight(client)
         work = asyncio.ensure_future(aio.run(flight, operation, renew=self._renew,
-                                             monotonic=self._stamp, sleep=self.sleep))
+                                             monotonic=self._stamp, sleep=self.sleep,
+                                             renew_run=self._renewal))
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
             await aio.shielded(self._finish(flight, work, undo))
             raise
+
+    async def _renewal(self, renewal: Operation[bool]) -> bool:
+        """A lease renewal, on the loop's client as it is when the renewal is due (one built
+        anew after :meth:`aclose` too), never on the closed client or the flight of the
+        operation that took the lock."""
+        client = self._given if self._given is not None else await self.get_client()
+        return await aio.run(client, renewal, monotonic=self._stamp, sleep=self.sleep)
 
     async def _finish(self, flight: _Flight, work: asyncio.Task[T],
                       undo: Callable[[T], Operation[None]] | None) -> None:

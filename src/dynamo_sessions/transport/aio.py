@@ -73,13 +73,16 @@ def method_name(api: str) -> str:
 async def run(client: AsyncDynamoClient, operation: Operation[T], *,
               renew: RenewOperation | None = None, renewer: AsyncLeaseRenewer | None = None,
               monotonic: Callable[[], float] = time.monotonic,
-              sleep: Sleeper = asyncio.sleep) -> T:
+              sleep: Sleeper = asyncio.sleep,
+              renew_run: Callable[[Operation[bool]], Awaitable[bool]] | None = None) -> T:
     """Run ``operation`` on ``client`` and return its result.
 
     ``renew`` is the renewal operation for the leases the operation holds (needed only by
     operations that yield :class:`Hold`); ``renewer`` defaults to the running loop's
-    (:func:`loop_renewer`).  A cancellation while a step is awaited is thrown into
-    ``operation`` and re-raised when it ends (see the module's docstring).
+    (:func:`loop_renewer`); ``renew_run`` runs each renewal (default: on ``client``, as this
+    operation's calls - a store gives its own, on the client it has when the renewal is due).
+    A cancellation while a step is awaited is thrown into ``operation`` and re-raised when it
+    ends (see the module's docstring).
     """
     answer: Any = None
     failure: BaseException | None = None
@@ -109,8 +112,9 @@ async def run(client: AsyncDynamoClient, operation: Operation[T], *,
                         raise RuntimeError(f"a Hold step on {step.label}, but run() was "
                                            "given no renew operation")
                     (renewer or loop_renewer()).hold(
-                        functools.partial(run, client, renew=renew, renewer=renewer,
-                                          monotonic=monotonic, sleep=sleep),
+                        renew_run or functools.partial(run, client, renew=renew,
+                                                       renewer=renewer, monotonic=monotonic,
+                                                       sleep=sleep),
                         renew, step)
                 elif isinstance(step, Drop):
                     (renewer or loop_renewer()).drop(step.token)
