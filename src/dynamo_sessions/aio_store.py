@@ -31,6 +31,7 @@ whose caller was cancelled just as it finished is released.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -99,14 +100,18 @@ class AsyncSessionStore(StoreBase):
         opening = self._opening.get(loop)
         if opening is None:
             opening = self._opening[loop] = loop.create_task(self._open(loop))
+            opening.add_done_callback(functools.partial(self._opened, loop))
         if opening.done():
             return opening.result()
-        try:
-            return await asyncio.shield(opening)  # a cancelled caller leaves it to the others
-        except Exception:
-            if self._opening.get(loop) is opening:
-                del self._opening[loop]  # the next call tries again
-            raise
+        return await asyncio.shield(opening)  # a cancelled caller leaves it to the others
+
+    def _opened(self, loop: asyncio.AbstractEventLoop,
+                opening: asyncio.Task[aio.AsyncDynamoClient]) -> None:
+        """A failed build is forgotten (its error retrieved), waited for or not: the next
+        call builds the client again."""
+        if (opening.cancelled() or opening.exception() is not None) \
+                and self._opening.get(loop) is opening:
+            del self._opening[loop]
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> aio.AsyncDynamoClient:
         context = aio.build_async_client(self.config,

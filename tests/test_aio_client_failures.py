@@ -1,0 +1,87 @@
+"""The async store's own client (built per event loop) when building it fails: the next call
+builds it again - a failed build is never kept as the loop's client, whether or not its caller
+was still waiting for it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+
+from dynamo_sessions import DynamoUnavailable, SessionConfig, new_session_id
+from dynamo_sessions.aio_store import create_async_store
+from dynamo_sessions.transport import aio
+
+from .test_transport_aio import settle
+
+pytestmark = pytest.mark.dynamodb_local
+
+
+class FailingBuild:
+    """A client context whose ``__aenter__`` waits for ``gate``, then fails (credentials or
+    the network unavailable while the client is built)."""
+
+    def __init__(self, gate: asyncio.Event) -> None:
+        self.gate = gate
+        self.entered = False
+
+    async def __aenter__(self) -> Any:
+        self.entered = True
+        await self.gate.wait()
+        raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+
+    async def __aexit__(self, *_: Any) -> None:
+        return None
+
+
+@pytest.mark.parametrize("waiting", [True, False], ids=["caller-waits", "caller-cancelled"])
+def test_a_failed_client_build_is_tried_again(dynamodb_local: Any, local_table: str,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              caplog: pytest.LogCaptureFixture,
+                                              waiting: bool) -> None:
+    for name, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
+        monkeypatch.setenv(name, value)
+    config = SessionConfig(table_name=local_table, endpoint_url=dynamodb_local.endpoint_url,
+                           locking="optimistic")
+    store = create_async_store(config)
+    real_build = aio.build_async_client
+    builds: list[Any] = []
+    gates: list[asyncio.Event] = []
+
+    def build(config: SessionConfig, **overrides: Any) -> Any:
+        context = (FailingBuild(gates[0]) if not builds else real_build(config, **overrides))
+        builds.append(context)
+        return context
+
+    monkeypatch.setattr(aio, "build_async_client", build)
+    sid = new_session_id()
+
+    async def main() -> bool:
+        gate = asyncio.Event()
+        gates.append(gate)
+        task = asyncio.ensure_future(store.create(sid, {"n": 1}))
+        await settle(lambda: bool(builds) and builds[0].entered)
+        if waiting:
+            gate.set()
+            with pytest.raises((EndpointConnectionError, DynamoUnavailable)):
+                await task
+        else:
+            task.cancel()  # the client's request went away while the client was built
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            gate.set()
+            for _ in range(5):
+                await asyncio.sleep(0)  # the build fails, with nobody waiting for it
+        await store.create(sid, {"n": 2})  # built again: served
+        found = await store.exists(sid)
+        await store.aclose()
+        return found
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        assert asyncio.run(main()) is True
+    assert len(builds) == 2
+    assert [r.getMessage() for r in caplog.records] == []  # no "exception never retrieved"
