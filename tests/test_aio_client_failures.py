@@ -16,6 +16,7 @@ from dynamo_sessions import DynamoUnavailable, SessionConfig, new_session_id
 from dynamo_sessions.aio_store import create_async_store
 from dynamo_sessions.transport import aio
 
+from .test_faults import _no_retry_sleep as _no_retry_sleep  # botocore retries at once
 from .test_transport_aio import settle
 
 pytestmark = pytest.mark.dynamodb_local
@@ -38,17 +39,22 @@ class FailingBuild:
         return None
 
 
+def building_store(dynamodb_local: Any, table: str,
+                   monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    """A store that builds its own clients, and the real builder (the tests replace it)."""
+    for name, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
+        monkeypatch.setenv(name, value)
+    config = SessionConfig(table_name=table, endpoint_url=dynamodb_local.endpoint_url,
+                           locking="optimistic")
+    return create_async_store(config), aio.build_async_client
+
+
 @pytest.mark.parametrize("waiting", [True, False], ids=["caller-waits", "caller-cancelled"])
 def test_a_failed_client_build_is_tried_again(dynamodb_local: Any, local_table: str,
                                               monkeypatch: pytest.MonkeyPatch,
                                               caplog: pytest.LogCaptureFixture,
                                               waiting: bool) -> None:
-    for name, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
-        monkeypatch.setenv(name, value)
-    config = SessionConfig(table_name=local_table, endpoint_url=dynamodb_local.endpoint_url,
-                           locking="optimistic")
-    store = create_async_store(config)
-    real_build = aio.build_async_client
+    store, real_build = building_store(dynamodb_local, local_table, monkeypatch)
     builds: list[Any] = []
     gates: list[asyncio.Event] = []
 
@@ -85,3 +91,55 @@ def test_a_failed_client_build_is_tried_again(dynamodb_local: Any, local_table: 
         assert asyncio.run(main()) is True
     assert len(builds) == 2
     assert [r.getMessage() for r in caplog.records] == []  # no "exception never retrieved"
+
+
+class GatedBuild:
+    """A real client context whose ``__aenter__`` first waits for ``gate``."""
+
+    def __init__(self, context: Any, gate: asyncio.Event) -> None:
+        self.context = context
+        self.gate = gate
+        self.entered = False
+
+    async def __aenter__(self) -> Any:
+        self.entered = True
+        await self.gate.wait()
+        return await self.context.__aenter__()
+
+    async def __aexit__(self, *args: Any) -> Any:
+        return await self.context.__aexit__(*args)
+
+
+def test_aclose_while_the_client_is_built_cancels_no_request(
+        dynamodb_local: Any, local_table: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request waiting for the loop's client while ``aclose`` runs (a shutdown): it is not
+    cancelled (it was not); it is served or gets a typed error (the client it waited for is
+    closed by ``aclose``), and nothing is left open."""
+    store, real_build = building_store(dynamodb_local, local_table, monkeypatch)
+    builds: list[GatedBuild] = []
+    gates: list[asyncio.Event] = []
+
+    def build(config: SessionConfig, **overrides: Any) -> Any:
+        builds.append(GatedBuild(real_build(config, **overrides), gates[0]))
+        return builds[-1]
+
+    monkeypatch.setattr(aio, "build_async_client", build)
+
+    async def main() -> str:
+        gates.append(asyncio.Event())
+        task = asyncio.ensure_future(store.exists(new_session_id()))
+        await settle(lambda: bool(builds) and builds[0].entered)
+        closing = asyncio.ensure_future(store.aclose())
+        await asyncio.sleep(0)
+        gates[0].set()
+        await closing
+        try:
+            await task
+        except DynamoUnavailable:
+            outcome = "typed error"
+        else:
+            outcome = "served"
+        await store.aclose()
+        return outcome
+
+    assert asyncio.run(main()) in ("served", "typed error")

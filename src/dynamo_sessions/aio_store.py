@@ -31,6 +31,7 @@ whose caller was cancelled just as it finished is released.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 import weakref
@@ -125,9 +126,12 @@ class AsyncSessionStore(StoreBase):
         operation builds another."""
         loop = asyncio.get_running_loop()
         opening = self._opening.pop(loop, None)
-        context = self._contexts.pop(loop, None)
         if opening is not None and not opening.done():
-            opening.cancel()
+            # a build in flight: finish it and close it too (cancelling it would cancel the
+            # requests waiting for it - they get the closed client's typed error instead)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(opening)
+        context = self._contexts.pop(loop, None)
         if context is not None:
             await context.__aexit__(None, None, None)
 
