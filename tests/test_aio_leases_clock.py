@@ -123,23 +123,30 @@ def test_a_lock_lost_meanwhile_is_lock_lost_at_save(dynamodb_local: Any, ddb_loc
     assert item is not None and item[LOCK] == {"S": "another-request"}
 
 
-def test_a_failed_renewal_is_tried_again(dynamodb_local: Any, fault_proxy: FaultProxy,
-                                         local_table: str) -> None:
+@pytest.mark.parametrize(("kind", "count", "failed"), [
+    ("throttle", ATTEMPTS, 1),  # every attempt refused: the renewal fails, and is tried again
+    ("drop_after", 1, 0),  # applied, answer lost: botocore's retry finds the lock ours
+    ("delay_after", 1, 0),
+])
+def test_a_failed_or_lost_renewal(dynamodb_local: Any, fault_proxy: FaultProxy,
+                                  local_table: str, kind: str, count: int,
+                                  failed: int) -> None:
     config = config_for(fault_proxy.endpoint_url, local_table, "pessimistic",
-                        lock_lease_seconds=LEASE_SECONDS, boto_max_attempts=ATTEMPTS)
+                        lock_lease_seconds=LEASE_SECONDS, boto_max_attempts=ATTEMPTS,
+                        read_timeout_seconds=0.3)
+    fault_proxy.delay_seconds = 0.9
     sid = new_session_id()
-    fault_proxy.script("throttle", "UpdateItem", ATTEMPTS, RENEWAL)  # one renewal fails
+    fault_proxy.script(kind, "UpdateItem", count, RENEWAL)
 
-    async def body(store: AsyncSessionStore) -> tuple[int, int]:
+    async def body(store: AsyncSessionStore) -> tuple[int, int, int]:
         session = await store.load(sid)
         renewer = aio.loop_renewer()
         await until(lambda: renewer.renewed >= 1)
         assert await store.save(session, {"n": 1})
-        return renewer.failed, renewer.renewed
+        return renewer.failed, renewer.lost, renewer.renewed >= 1
 
-    failed, renewed = on_loop(config, body)
-    assert fault_proxy.counts() == {"throttle": ATTEMPTS}
-    assert (failed, renewed) == (1, 1)
+    assert on_loop(config, body) == (failed, 0, True)
+    assert fault_proxy.counts() == {kind: count}
 
 
 def test_renewals_on_every_loop_and_after_aclose(dynamodb_local: Any, ddb_local_client: Any,
@@ -156,7 +163,7 @@ def test_renewals_on_every_loop_and_after_aclose(dynamodb_local: Any, ddb_local_
     store = create_async_store(config)
     sid = new_session_id()
 
-    async def request(n: int) -> tuple[int, int]:
+    async def request(n: int) -> tuple[int, bool]:
         session = await store.load(sid)
         renewer = aio.loop_renewer()
         await store.aclose()  # e.g. a lifespan shutdown while a request still works
@@ -164,14 +171,14 @@ def test_renewals_on_every_loop_and_after_aclose(dynamodb_local: Any, ddb_local_
         session.data["n"] = n
         assert await store.save(session)
         await store.aclose()
-        return renewer.renewed, renewer.failed
+        return renewer.failed, renewer.renewed >= 2
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with caplog.at_level(logging.WARNING):
             results = [asyncio.run(request(n)) for n in (1, 2)]
             gc.collect()
-    assert results == [(2, 0), (2, 0)]
+    assert results == [(0, True), (0, True)]  # renewed on each loop, none failed
     assert create_store(config.replace(client=ddb_local_client)).load(sid).data == {"n": 2}
     assert [str(w.message) for w in caught] == []
     assert [r.getMessage() for r in caplog.records] == []
@@ -307,3 +314,28 @@ def test_concurrent_requests_leave_the_shared_store_as_it_was(
         assert after == before
 
     on_loop(config, body)
+
+
+def test_a_loop_ending_while_a_lock_is_held_leaves_no_pending_task(
+        dynamodb_local: Any, ddb_local_client: Any, local_table: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The loop ends (``asyncio.run`` returns) while a request still holds its lock: the
+    renewer task ends with it - nothing is reported pending or destroyed - and the lock,
+    no longer renewed, is taken once its lease has passed."""
+    config = config_for(dynamodb_local.endpoint_url, local_table, "pessimistic",
+                        lock_lease_seconds=LEASE_SECONDS)
+    sid = new_session_id()
+    kept: list[Any] = []
+
+    async def body(store: AsyncSessionStore) -> None:
+        kept.append(await store.load(sid))  # held past the loop's end
+        renewer = aio.loop_renewer()
+        await until(lambda: renewer.renewed >= 1)
+
+    with caplog.at_level(logging.WARNING):
+        on_loop(config, body)
+        gc.collect()
+    assert [r.getMessage() for r in caplog.records] == []
+    waiter = create_store(config.replace(client=ddb_local_client, max_lock_wait_seconds=30.0))
+    session = waiter.load(sid)  # served once the lease has lapsed
+    assert session.data == {} and waiter.save(session, {"n": 1})
