@@ -346,3 +346,4 @@ def test_a_loop_ending_while_a_lock_is_held_leaves_no_pending_task(
     waiter = create_store(config.replace(client=ddb_local_client, max_lock_wait_seconds=30.0))
     session = waiter.load(sid)  # served once the lease has lapsed
     assert session.data == {} and waiter.save(session, {"n": 1})
+

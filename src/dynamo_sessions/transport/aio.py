@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -197,6 +198,8 @@ class AsyncLeaseRenewer(RenewalRules):
         self._held: dict[str, Held] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
+        self._renewing: set[asyncio.Future[None]] = set()
+        """Renewals in flight (kept: the loop holds its tasks only weakly)."""
         self.renewed = 0
         self.lost = 0
         self.failed = 0
@@ -228,24 +231,37 @@ class AsyncLeaseRenewer(RenewalRules):
                 now = self.monotonic()
                 first = min(held.due for held in self._held.values())
                 if first > now:
-                    await self._wait(first - now)
+                    await self._wait(None if first == math.inf else first - now)
                     continue
-                due = [held for held in self._held.values() if held.due <= now]
-                await asyncio.gather(*(self._renew(held) for held in due))
+                for held in [held for held in self._held.values() if held.due <= now]:
+                    # Each renewal in a task of its own: one that hangs (its read timeout,
+                    # botocore's retries) holds back no other lease falling due meanwhile.
+                    held.due = math.inf  # in flight: due again once answered or failed
+                    renewal = asyncio.ensure_future(self._renew(held))
+                    self._renewing.add(renewal)
+                    renewal.add_done_callback(self._renewed)
         finally:
             self._task = None
 
-    async def _wait(self, seconds: float) -> None:
-        """Sleep ``seconds``, or until :meth:`hold` adds a lease."""
+    def _renewed(self, renewal: asyncio.Future[None]) -> None:
+        self._renewing.discard(renewal)
+        if self._wake is not None:
+            self._wake.set()  # its next due time is known now
+
+    async def _wait(self, seconds: float | None) -> None:
+        """Sleep ``seconds`` (None: no lease is due before a renewal in flight ends), or until
+        :meth:`hold` adds a lease or a renewal ends."""
         assert self._wake is not None
         wake = self._wake
-        sleeper = asyncio.ensure_future(self.sleep(seconds))
         waker = asyncio.ensure_future(wake.wait())
+        waits: list[asyncio.Future[Any]] = [waker]
+        if seconds is not None:
+            waits.append(asyncio.ensure_future(self.sleep(seconds)))
         try:
-            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            sleeper.cancel()
-            waker.cancel()
+            for wait in waits:
+                wait.cancel()
             wake.clear()
 
     async def _renew(self, held: Held) -> None:
