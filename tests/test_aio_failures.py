@@ -192,6 +192,28 @@ def test_lost_delete(setup: Setup, mode: str, kind: str, how: str) -> None:
     assert raw(setup, key) is None
 
 
+@pytest.mark.parametrize("kind", LOST)
+@pytest.mark.parametrize("mode", MODES)
+def test_lost_retire(setup: Setup, mode: str, kind: str) -> None:
+    """Login: the old id's moved marker is applied, its answer lost; the retry is our own."""
+    sid, new = new_session_id(), new_session_id()
+
+    async def body(store: AsyncSessionStore) -> str:
+        await saved(store, sid, {"cart": [1]})
+        old = await store.load(sid)
+        successor = await store.create(new, old.data)
+        setup.proxy.script(kind, "PutItem", 1)
+        await store.retire(old, successor)
+        return store.item_key(sid)
+
+    old_key = run(setup, mode, body)
+    setup.settle()
+    assert setup.proxy.counts() == {kind: 1}
+    marker = raw(setup, old_key)
+    assert unlocked(marker) and "data" not in marker and "moved" in marker
+    assert stored_session(setup, mode, new) == {"cart": [1]}
+
+
 @pytest.mark.parametrize("mode", ["pessimistic", "optimistic"])
 def test_lost_save_then_another_write(setup: Setup, mode: str) -> None:
     """Our write is applied; before the retry another request changes the same key.  The
