@@ -16,6 +16,8 @@ from dynamo_sessions import DynamoUnavailable, SessionConfig, new_session_id
 from dynamo_sessions.aio_store import create_async_store
 from dynamo_sessions.transport import aio
 
+from .aio_support import CREDENTIALS
+from .faultproxy import FaultProxy
 from .test_faults import _no_retry_sleep as _no_retry_sleep  # botocore retries at once
 from .test_transport_aio import settle
 
@@ -143,3 +145,37 @@ def test_aclose_while_the_client_is_built_cancels_no_request(
         return outcome
 
     assert asyncio.run(main()) in ("served", "typed error")
+
+
+@pytest.mark.xfail(strict=True, reason="aiobotocore bounds a call by sock_connect and sock_read "
+                   "only: waiting for one of max_pool_connections is unbounded (the sync "
+                   "client's urllib3 pool opens another connection instead); a design choice "
+                   "for the lead (an http_session_cls adding aiohttp's connect timeout)")
+def test_a_call_waiting_for_a_pooled_connection_is_bounded(dynamodb_local: Any,
+                                                           local_table: str) -> None:
+    """Every connection of the pool is held by a hung call (here: one of one): the next call
+    ends with the configured timeouts - a typed error - before the hung one does, instead of
+    queueing behind it until its read timeout and retries free a connection."""
+    with FaultProxy(dynamodb_local.endpoint_url, delay_seconds=8.0) as proxy:
+        config = SessionConfig(table_name=local_table, endpoint_url=proxy.endpoint_url,
+                               region_name="us-east-1", boto_max_attempts=1,
+                               read_timeout_seconds=6.0, connect_timeout_seconds=0.5)
+
+        async def main() -> tuple[bool, BaseException | None]:
+            async with aio.build_async_client(config, max_pool_connections=1,
+                                              **CREDENTIALS) as client:
+                store = create_async_store(config, client)
+                await store.exists(new_session_id())  # the clock's sync, done
+                proxy.script("delay", "GetItem", 1)
+                hung = asyncio.ensure_future(store.exists(new_session_id()))
+                await settle(lambda: proxy.injected["delay"] == 1)
+                queued = asyncio.ensure_future(store.exists(new_session_id()))
+                done, _ = await asyncio.wait({hung, queued},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({hung, queued})
+                for task in (hung, queued):
+                    task.exception()  # retrieved: both may have failed
+                return queued in done and hung not in done, queued.exception()
+
+        first, error = asyncio.run(main())
+    assert first and isinstance(error, DynamoUnavailable)
