@@ -18,13 +18,15 @@ import pytest
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_settings")
 django.setup()
 
-from django.test import override_settings  # noqa: E402
+from django.test import AsyncClient, override_settings  # noqa: E402
+from django.urls import path  # noqa: E402
 
 from dynamo_sessions import CorruptSession, DynamoUnavailable, SessionConfig  # noqa: E402
 from dynamo_sessions.django import SessionStore, backend  # noqa: E402
 from dynamo_sessions.store import create_store  # noqa: E402
 
 from . import asgi_session_checks as checks  # noqa: E402
+from .django_async_support import read_write  # noqa: E402
 from .faultproxy import FaultProxy  # noqa: E402
 from .test_faults import ATTEMPTS, DATA_WRITE, LOCK_TAKE  # noqa: E402
 from .test_faults import _no_retry_sleep as _no_retry_sleep  # noqa: E402
@@ -34,6 +36,7 @@ from .web_support import unique_name  # noqa: E402
 pytestmark = pytest.mark.dynamodb_local
 
 django_table = checks.table_fixture("django_table", "aio-django-failures")
+urlpatterns = [path("rw", read_write)]
 
 
 class Engine:
@@ -57,7 +60,7 @@ class Engine:
             finally:
                 await backend().async_store.aclose()
 
-        with override_settings(DYNAMO_SESSIONS=self.options):
+        with override_settings(DYNAMO_SESSIONS=self.options, ROOT_URLCONF=__name__):
             return asyncio.run(main())
 
     def item(self, key: str) -> Any:
@@ -207,3 +210,22 @@ def test_a_malformed_item_raises_corrupt_session(engine: Engine) -> None:
 
     engine.run(read)
     assert engine.item(key) == item
+
+
+def test_a_hung_save_in_the_async_middleware_is_an_error_answer(engine: Engine) -> None:
+    """The view ran; its save (``asave`` in the async middleware) hangs past every attempt:
+    a 500, not the view's 200 - the session is as it was, no lock left."""
+    async def scenario() -> str:
+        client = AsyncClient(raise_request_exception=False)
+        first = await client.get("/rw")
+        assert (first.status_code, first.content) == (200, b"1")
+        engine.proxy.script("delay", "UpdateItem", ATTEMPTS, DATA_WRITE)
+        assert (await client.get("/rw")).status_code == 500
+        again = await client.get("/rw")
+        assert (again.status_code, again.content) == (200, b"2")  # "2" was not stored
+        return str(client.cookies["sessionid"].value)
+
+    key = engine.run(scenario)
+    engine.proxy.stop()
+    assert engine.proxy.counts() == {"delay": ATTEMPTS}
+    assert unlocked(engine.item(key))

@@ -128,6 +128,22 @@ def test_a_hung_load_is_an_error_answer_not_an_empty_session(served: App) -> Non
     assert unlocked(served.item(cookie))
 
 
+def test_a_hung_save_is_an_error_answer_and_keeps_the_session(served: App) -> None:
+    """The view ran, its save hangs past every attempt: not the view's 200 (its change was
+    not stored) but an error answer; the session is as it was, no lock left."""
+    async def scenario(client: Any) -> str:
+        assert await text(client, "/rw") == "1"
+        served.proxy.script("delay", "UpdateItem", ATTEMPTS, DATA_WRITE)
+        await text(client, "/rw", 500)
+        assert await text(client, "/rw") == "2"  # the failed "2" was not stored
+        return cookie_of(client)
+
+    cookie = served.run(scenario)
+    served.proxy.stop()
+    assert served.proxy.counts() == {"delay": ATTEMPTS}
+    assert unlocked(served.item(cookie))
+
+
 def test_a_malformed_item_is_an_error_answer_and_stays_as_it_was(served: App) -> None:
     async def scenario(client: Any) -> str:
         assert await text(client, "/rw") == "1"
