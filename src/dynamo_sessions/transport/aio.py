@@ -151,7 +151,7 @@ async def shielded(work: Awaitable[T]) -> T:
     cancelled: asyncio.CancelledError | None = None
     while not task.done():
         try:
-            await asyncio.shield(task)
+            await (asyncio.shield(task) if cancelled is None else _waited_out(task))
         except asyncio.CancelledError as exc:
             if task.cancelled():
                 break  # the work itself was cancelled (not by our caller): raised below
@@ -164,6 +164,20 @@ async def shielded(work: Awaitable[T]) -> T:
         logger.warning("a shielded operation failed after its caller was cancelled",
                        exc_info=task.exception())
     raise cancelled
+
+
+async def _waited_out(task: asyncio.Future[Any]) -> None:
+    """Await ``task`` for a caller already cancelled.  In an anyio cancel scope (Starlette,
+    FastAPI, Litestar and httpx run on anyio) a cancelled scope cancels its waiting tasks again
+    at every turn of the loop: the wait is shielded from it too, or it would spin the loop
+    until ``task`` ends.  Without anyio there is no such scope."""
+    try:
+        import anyio
+    except ImportError:  # pragma: no cover - installed with every anyio-based framework
+        await asyncio.shield(task)
+        return
+    with anyio.CancelScope(shield=True):
+        await asyncio.shield(task)
 
 
 # --- leases -----------------------------------------------------------------------------------
