@@ -31,6 +31,8 @@ whose caller was cancelled just as it finished is released.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -99,14 +101,18 @@ class AsyncSessionStore(StoreBase):
         opening = self._opening.get(loop)
         if opening is None:
             opening = self._opening[loop] = loop.create_task(self._open(loop))
+            opening.add_done_callback(functools.partial(self._opened, loop))
         if opening.done():
             return opening.result()
-        try:
-            return await asyncio.shield(opening)  # a cancelled caller leaves it to the others
-        except Exception:
-            if self._opening.get(loop) is opening:
-                del self._opening[loop]  # the next call tries again
-            raise
+        return await asyncio.shield(opening)  # a cancelled caller leaves it to the others
+
+    def _opened(self, loop: asyncio.AbstractEventLoop,
+                opening: asyncio.Task[aio.AsyncDynamoClient]) -> None:
+        """A failed build is forgotten (its error retrieved), waited for or not: the next
+        call builds the client again."""
+        if (opening.cancelled() or opening.exception() is not None) \
+                and self._opening.get(loop) is opening:
+            del self._opening[loop]
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> aio.AsyncDynamoClient:
         context = aio.build_async_client(self.config,
@@ -120,9 +126,12 @@ class AsyncSessionStore(StoreBase):
         operation builds another."""
         loop = asyncio.get_running_loop()
         opening = self._opening.pop(loop, None)
-        context = self._contexts.pop(loop, None)
         if opening is not None and not opening.done():
-            opening.cancel()
+            # a build in flight: finish it and close it too (cancelling it would cancel the
+            # requests waiting for it - they get the closed client's typed error instead)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(opening)
+        context = self._contexts.pop(loop, None)
         if context is not None:
             await context.__aexit__(None, None, None)
 
@@ -146,12 +155,20 @@ class AsyncSessionStore(StoreBase):
         client = self._given if self._given is not None else await self.get_client()
         flight = _Flight(client)
         work = asyncio.ensure_future(aio.run(flight, operation, renew=self._renew,
-                                             monotonic=self._stamp, sleep=self.sleep))
+                                             monotonic=self._stamp, sleep=self.sleep,
+                                             renew_run=self._renewal))
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
             await aio.shielded(self._finish(flight, work, undo))
             raise
+
+    async def _renewal(self, renewal: Operation[bool]) -> bool:
+        """A lease renewal, on the loop's client as it is when the renewal is due (one built
+        anew after :meth:`aclose` too), never on the closed client or the flight of the
+        operation that took the lock."""
+        client = self._given if self._given is not None else await self.get_client()
+        return await aio.run(client, renewal, monotonic=self._stamp, sleep=self.sleep)
 
     async def _finish(self, flight: _Flight, work: asyncio.Task[T],
                       undo: Callable[[T], Operation[None]] | None) -> None:

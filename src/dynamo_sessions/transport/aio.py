@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -73,13 +74,16 @@ def method_name(api: str) -> str:
 async def run(client: AsyncDynamoClient, operation: Operation[T], *,
               renew: RenewOperation | None = None, renewer: AsyncLeaseRenewer | None = None,
               monotonic: Callable[[], float] = time.monotonic,
-              sleep: Sleeper = asyncio.sleep) -> T:
+              sleep: Sleeper = asyncio.sleep,
+              renew_run: Callable[[Operation[bool]], Awaitable[bool]] | None = None) -> T:
     """Run ``operation`` on ``client`` and return its result.
 
     ``renew`` is the renewal operation for the leases the operation holds (needed only by
     operations that yield :class:`Hold`); ``renewer`` defaults to the running loop's
-    (:func:`loop_renewer`).  A cancellation while a step is awaited is thrown into
-    ``operation`` and re-raised when it ends (see the module's docstring).
+    (:func:`loop_renewer`); ``renew_run`` runs each renewal (default: on ``client``, as this
+    operation's calls - a store gives its own, on the client it has when the renewal is due).
+    A cancellation while a step is awaited is thrown into ``operation`` and re-raised when it
+    ends (see the module's docstring).
     """
     answer: Any = None
     failure: BaseException | None = None
@@ -109,8 +113,9 @@ async def run(client: AsyncDynamoClient, operation: Operation[T], *,
                         raise RuntimeError(f"a Hold step on {step.label}, but run() was "
                                            "given no renew operation")
                     (renewer or loop_renewer()).hold(
-                        functools.partial(run, client, renew=renew, renewer=renewer,
-                                          monotonic=monotonic, sleep=sleep),
+                        renew_run or functools.partial(run, client, renew=renew,
+                                                       renewer=renewer, monotonic=monotonic,
+                                                       sleep=sleep),
                         renew, step)
                 elif isinstance(step, Drop):
                     (renewer or loop_renewer()).drop(step.token)
@@ -146,7 +151,7 @@ async def shielded(work: Awaitable[T]) -> T:
     cancelled: asyncio.CancelledError | None = None
     while not task.done():
         try:
-            await asyncio.shield(task)
+            await (asyncio.shield(task) if cancelled is None else _waited_out(task))
         except asyncio.CancelledError as exc:
             if task.cancelled():
                 break  # the work itself was cancelled (not by our caller): raised below
@@ -159,6 +164,20 @@ async def shielded(work: Awaitable[T]) -> T:
         logger.warning("a shielded operation failed after its caller was cancelled",
                        exc_info=task.exception())
     raise cancelled
+
+
+async def _waited_out(task: asyncio.Future[Any]) -> None:
+    """Await ``task`` for a caller already cancelled.  In an anyio cancel scope (Starlette,
+    FastAPI, Litestar and httpx run on anyio) a cancelled scope cancels its waiting tasks again
+    at every turn of the loop: the wait is shielded from it too, or it would spin the loop
+    until ``task`` ends.  Without anyio there is no such scope."""
+    try:
+        import anyio
+    except ImportError:  # pragma: no cover - installed with every anyio-based framework
+        await asyncio.shield(task)
+        return
+    with anyio.CancelScope(shield=True):
+        await asyncio.shield(task)
 
 
 # --- leases -----------------------------------------------------------------------------------
@@ -193,6 +212,8 @@ class AsyncLeaseRenewer(RenewalRules):
         self._held: dict[str, Held] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
+        self._renewing: set[asyncio.Future[None]] = set()
+        """Renewals in flight (kept: the loop holds its tasks only weakly)."""
         self.renewed = 0
         self.lost = 0
         self.failed = 0
@@ -224,24 +245,37 @@ class AsyncLeaseRenewer(RenewalRules):
                 now = self.monotonic()
                 first = min(held.due for held in self._held.values())
                 if first > now:
-                    await self._wait(first - now)
+                    await self._wait(None if first == math.inf else first - now)
                     continue
-                due = [held for held in self._held.values() if held.due <= now]
-                await asyncio.gather(*(self._renew(held) for held in due))
+                for held in [held for held in self._held.values() if held.due <= now]:
+                    # Each renewal in a task of its own: one that hangs (its read timeout,
+                    # botocore's retries) holds back no other lease falling due meanwhile.
+                    held.due = math.inf  # in flight: due again once answered or failed
+                    renewal = asyncio.ensure_future(self._renew(held))
+                    self._renewing.add(renewal)
+                    renewal.add_done_callback(self._renewed)
         finally:
             self._task = None
 
-    async def _wait(self, seconds: float) -> None:
-        """Sleep ``seconds``, or until :meth:`hold` adds a lease."""
+    def _renewed(self, renewal: asyncio.Future[None]) -> None:
+        self._renewing.discard(renewal)
+        if self._wake is not None:
+            self._wake.set()  # its next due time is known now
+
+    async def _wait(self, seconds: float | None) -> None:
+        """Sleep ``seconds`` (None: no lease is due before a renewal in flight ends), or until
+        :meth:`hold` adds a lease or a renewal ends."""
         assert self._wake is not None
         wake = self._wake
-        sleeper = asyncio.ensure_future(self.sleep(seconds))
         waker = asyncio.ensure_future(wake.wait())
+        waits: list[asyncio.Future[Any]] = [waker]
+        if seconds is not None:
+            waits.append(asyncio.ensure_future(self.sleep(seconds)))
         try:
-            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            sleeper.cancel()
-            waker.cancel()
+            for wait in waits:
+                wait.cancel()
             wake.clear()
 
     async def _renew(self, held: Held) -> None:
