@@ -147,10 +147,6 @@ def test_aclose_while_the_client_is_built_cancels_no_request(
     assert asyncio.run(main()) in ("served", "typed error")
 
 
-@pytest.mark.xfail(strict=True, reason="aiobotocore bounds a call by sock_connect and sock_read "
-                   "only: waiting for one of max_pool_connections is unbounded (the sync "
-                   "client's urllib3 pool opens another connection instead); a design choice "
-                   "for the lead (an http_session_cls adding aiohttp's connect timeout)")
 def test_a_call_waiting_for_a_pooled_connection_is_bounded(dynamodb_local: Any,
                                                            local_table: str) -> None:
     """Every connection of the pool is held by a hung call (here: one of one): the next call

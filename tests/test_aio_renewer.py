@@ -1,5 +1,5 @@
 """The asyncio lease renewer's schedule (``transport/aio.py``): a renewal that hangs holds back
-no other lease of the loop - and the sync renewer's (``lease.py``) same case, which it fails."""
+no other lease of the loop - and the sync renewer's (``lease.py``) same case."""
 
 from __future__ import annotations
 
@@ -50,9 +50,6 @@ def test_a_hung_renewal_delays_no_other_lease(lease_test: LeaseTest) -> None:
     assert lease_test.renewals("slow") == 1
 
 
-@pytest.mark.xfail(strict=True, reason="the sync renewer (lease.py, outside this audit's "
-                   "files) renews one lock at a time on its one thread: a hung renewal "
-                   "holds back every other lease of the process")
 def test_the_sync_renewer_too_lets_no_hung_renewal_delay_another() -> None:
     import threading
 

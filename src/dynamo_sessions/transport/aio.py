@@ -329,14 +329,35 @@ def _session(profile_name: str | None) -> Any:
     return sessions[profile_name]
 
 
+def _bounded_pool_session() -> type[Any]:
+    """aiobotocore's HTTP session whose wait for one of its pooled connections is bounded by
+    the connect timeout too (aiohttp's ``connect``: pool wait + connection), as a sync
+    client's never waits (urllib3 opens another): without it, a call queued behind
+    ``max_pool_connections`` hung calls waits until their read timeouts and retries end."""
+    import aiohttp
+    from aiobotocore.httpsession import AIOHTTPSession
+
+    class BoundedPoolSession(AIOHTTPSession):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            timeout: Any = getattr(self, "_timeout")  # noqa: B009  # untyped in aiobotocore
+            self._timeout = aiohttp.ClientTimeout(sock_connect=timeout.sock_connect,
+                                                  sock_read=timeout.sock_read,
+                                                  connect=timeout.sock_connect)
+
+    return BoundedPoolSession
+
+
 def build_async_client(config: SessionConfig,
                        **overrides: Any) -> AbstractAsyncContextManager[AsyncDynamoClient]:
     """An aiobotocore DynamoDB client with ``config``'s endpoint, region, profile, timeouts and
     botocore retries, as an async context manager (``async with build_async_client(c) as
     client:``; it closes the client's connections on exit).
 
-    Keyword ``overrides`` are options of aiobotocore's ``AioConfig`` (``max_pool_connections``,
-    ``read_timeout``, ``connector_args``, ...), which replace the configured ones, or arguments
+    The wait for a pooled connection is bounded by the connect timeout
+    (:func:`_bounded_pool_session`).  Keyword ``overrides`` are options of aiobotocore's
+    ``AioConfig`` (``max_pool_connections``, ``read_timeout``, ``connector_args``,
+    ``http_session_cls``, ...), which replace the configured ones, or arguments
     of ``create_client`` (``aws_access_key_id``, ``endpoint_url``, ``region_name``, ...).
     """
     from aiobotocore.config import AioConfig
@@ -349,6 +370,7 @@ def build_async_client(config: SessionConfig,
     kwargs: dict[str, Any] = {"endpoint_url": config.endpoint_url,
                               "region_name": config.region_name}
     kwargs.update(overrides)
+    options.setdefault("http_session_cls", _bounded_pool_session())
     kwargs["config"] = AioConfig(**options)
     session = _session(getattr(config, "profile_name", None))
     if (kwargs["region_name"] is None and session.get_config_variable("region") is None
