@@ -35,16 +35,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import statistics
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from tests import conftest as test_fixtures
-from tests.asgi_support import LatencyProxy, UvicornProcess
+from tests.asgi_support import LatencyProxy, UvicornProcess, cpu_seconds
 
 from dynamo_sessions.testing.servers import local_client
 
@@ -175,6 +177,24 @@ class Load:
         self.loop.close()
 
 
+PROCESSES = ("server", "clients", "proxy", "dynamodb")
+"""The processes whose CPU time a case measures: uvicorn, this process (the load generator),
+the latency proxy, DynamoDB Local's JVM."""
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy (every process, every core; ``/proc/stat``)."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each of ``pids`` and (``machine``) by the whole machine."""
+    return {**{name: cpu_seconds(pid) for name, pid in pids.items()},
+            "machine": machine_busy_seconds()}
+
+
 def p99_ms(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98] * 1000 if len(values) > 1 else float("nan")
 
@@ -186,14 +206,19 @@ def side_by_side() -> Iterator[None]:
     if not RESULTS:
         return
     lines = [f"ASGI sessions, {CLIENTS} clients, one uvicorn worker, read+write and read-only "
-             "requests in turn",
+             f"requests in turn; {os.cpu_count()} cores",
+             f"{'':>23} {'':>9} {'':>8} {'':>8} {'':>8} {'':>8} "
+             f"{'CPU ms per request':-^39} {'busy':>5}",
              f"{'side':>14} {'latency':>8} {'requests':>9} {'req/s':>8} {'p99 ms':>8} "
-             f"{'p99 rw':>8} {'p99 ro':>8} {'server CPU ms/request':>22}"]
+             f"{'p99 rw':>8} {'p99 ro':>8} {'server':>7} {'clients':>7} {'proxy':>7} "
+             f"{'ddb':>7} {'others':>7} {'cores':>5}"]
     for (side, latency_ms), figures in sorted(RESULTS.items()):
         lines.append(f"{side:>14} {latency_ms:>6}ms {figures['requests']:>9.0f} "
                      f"{figures['requests_per_second']:>8.1f} {figures['p99_ms']:>8.1f} "
                      f"{figures['p99_rw_ms']:>8.1f} {figures['p99_ro_ms']:>8.1f} "
-                     f"{figures['server_cpu_ms_per_request']:>22.2f}")
+                     + " ".join(f"{figures[f'{name}_cpu_ms_per_request']:>7.2f}"
+                                for name in (*PROCESSES, "others"))
+                     + f" {figures['busy_cores']:>5.2f}")
     for latency_ms in LATENCIES_MS:
         native = RESULTS.get(("native", latency_ms))
         pool = RESULTS.get(("thread-pool", latency_ms))
@@ -220,15 +245,17 @@ def test_asgi_sessions_under_latency(benchmark: Any, dynamodb_local: Any, side: 
                **SIDES[side].env}
         with UvicornProcess(SIDES[side].app, env=env) as server:
             load = Load(server.url, seconds)
-            cpu: list[float] = []
+            pids = {"server": server.pid, "clients": os.getpid(), "proxy": proxy.pid,
+                    "dynamodb": dynamodb_local._process.pid}  # the plugin's DynamoDBLocal
+            cpu: list[dict[str, float]] = []
 
             def warm_up() -> None:
                 load.warm_up()
-                cpu.append(server.cpu_seconds())
+                cpu.append(cpu_snapshot(pids))
 
             try:
                 benchmark.pedantic(load.measure, setup=warm_up, rounds=1, iterations=1)
-                cpu.append(server.cpu_seconds())
+                cpu.append(cpu_snapshot(pids))
             finally:
                 load.close()
             output = server.output()
@@ -236,6 +263,7 @@ def test_asgi_sessions_under_latency(benchmark: Any, dynamodb_local: Any, side: 
     assert run.errors == [], (run.errors[:5], output[-2000:])
     assert all(run.latencies[path] for path in PATHS)
     every = [value for values in run.latencies.values() for value in values]
+    used = {name: cpu[1][name] - cpu[0][name] for name in cpu[0]}
     figures = {
         "requests": float(run.requests()),
         "requests_per_second": run.requests() / elapsed,
@@ -243,7 +271,11 @@ def test_asgi_sessions_under_latency(benchmark: Any, dynamodb_local: Any, side: 
         "p99_rw_ms": p99_ms(run.latencies["/rw"]),
         "p99_ro_ms": p99_ms(run.latencies["/ro"]),
         "median_ms": statistics.median(every) * 1000,
-        "server_cpu_ms_per_request": (cpu[1] - cpu[0]) * 1000 / run.requests(),
+        **{f"{name}_cpu_ms_per_request": used[name] * 1000 / run.requests()
+           for name in PROCESSES},
+        "others_cpu_ms_per_request": (used["machine"] - sum(used[name] for name in PROCESSES))
+        * 1000 / run.requests(),
+        "busy_cores": used["machine"] / elapsed,
     }
     RESULTS[(side, latency_ms)] = figures
     benchmark.extra_info.update({"clients": CLIENTS, "latency_ms": latency_ms,

@@ -46,6 +46,12 @@ def listening_socket() -> socket.socket:
     return sock
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_until_answering(url: str, timeout_seconds: float, alive: Any = None) -> None:
     """Return once ``url`` answers HTTP (any status); raise after ``timeout_seconds`` or as
     soon as ``alive()`` is false (the server died)."""
@@ -129,11 +135,14 @@ class UvicornProcess(_Managed):
             raise RuntimeError(f"uvicorn serving {self.app} did not start:\n{output}") from exc
         return self
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
     def cpu_seconds(self) -> float:
         """CPU time (user + system, all threads) the server has used so far (Linux ``/proc``)."""
-        assert self._process is not None
-        fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
     def output(self) -> str:
         """What the server printed so far (warnings and errors: access logs are off)."""
@@ -221,6 +230,11 @@ class LatencyProxy(_Managed):
             raise RuntimeError(f"the latency proxy did not start (it printed {line!r})")
         self.endpoint_url = line.strip()
         return self
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
 
     def stop(self) -> None:
         process, self._process = self._process, None
