@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import statistics
 import time
@@ -43,10 +44,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from tests import conftest as test_fixtures
 from tests.asgi_support import LatencyProxy, UvicornProcess, cpu_seconds
+from tests.httpload import Connection
 
 from dynamo_sessions.testing.servers import local_client
 
@@ -108,17 +109,25 @@ class Run:
 async def one_client(url: str, run: Run) -> None:
     """Warm up (make the session), wait for the start, then alternate /rw and /ro until the
     deadline; every answer is checked against the writes this client made."""
-    async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_SECONDS) as client:
-        writes = 0
+    try:
+        client = await Connection.open(url, REQUEST_TIMEOUT_SECONDS)
+    except OSError as exc:
+        run.errors.append(f"connect: {exc!r}")
+        run.arrived()
+        return
+    writes = 0
+    try:
         try:
             for number in range(WARMUP_REQUESTS):
                 path = PATHS[number % 2]
                 answer = await client.get(path)
                 writes += path == "/rw"
-                if answer.status_code != 200 or answer.text != str(writes):
-                    run.errors.append(f"warm-up {path}: {answer.status_code} "
-                                      f"{answer.text[:80]}")
+                if answer.status != 200 or answer.body != b"%d" % writes:
+                    run.errors.append(f"warm-up {path}: {answer.status} {answer.body[:80]!r}")
                     return
+        except OSError as exc:
+            run.errors.append(f"warm-up: {exc!r}")
+            return
         finally:
             run.arrived()
         await run.start.wait()
@@ -129,14 +138,16 @@ async def one_client(url: str, run: Run) -> None:
             sent = time.perf_counter()
             try:
                 answer = await client.get(path)
-            except httpx.HTTPError as exc:
+            except OSError as exc:
                 run.errors.append(f"{path}: {exc!r}")
-                continue
+                return
             run.latencies[path].append(time.perf_counter() - sent)
             writes += path == "/rw"
-            if answer.status_code != 200 or answer.text != str(writes):
-                run.errors.append(f"{path}: {answer.status_code} {answer.text[:80]} "
+            if answer.status != 200 or answer.body != b"%d" % writes:
+                run.errors.append(f"{path}: {answer.status} {answer.body[:80]!r} "
                                   f"(expected {writes})")
+    finally:
+        client.close()
 
 
 class Load:
@@ -261,6 +272,7 @@ def test_asgi_sessions_under_latency(benchmark: Any, dynamodb_local: Any, side: 
             output = server.output()
     run, elapsed = load.run, load.elapsed
     assert run.errors == [], (run.errors[:5], output[-2000:])
+    assert json.loads(proxy.report)["failures"] == []
     assert all(run.latencies[path] for path in PATHS)
     every = [value for values in run.latencies.values() for value in values]
     used = {name: cpu[1][name] - cpu[0][name] for name in cpu[0]}

@@ -8,9 +8,10 @@ stopped with bounded waits.
   ``start()`` returns once the server answers HTTP; ``stop()`` ends it (SIGTERM, then SIGKILL).
 * :class:`UvicornThread` - the same for an app object, in a thread of this process (for tests
   that look into the app's objects); ``stop()`` asks uvicorn to exit and joins the thread.
-* :class:`LatencyProxy` - ``tests/faultproxy.py`` in a child process with a fixed pause per
-  request (a network's round trip): one thread per connection, so concurrent clients do not
-  wait for each other, and the pause costs no CPU of the process under test.
+* :class:`LatencyProxy` - ``tests/latencyproxy.py`` in a child process: a fixed pause per
+  request (a network's round trip) on a timer of one event loop, so concurrent clients do not
+  wait for each other, the pause costs no CPU of the process under test, and a call costs the
+  proxy little CPU (a benchmark on a small machine should measure the server, not the proxy).
 
 All are context managers; their URLs are ``http://127.0.0.1:<port>``.
 """
@@ -203,7 +204,7 @@ class UvicornThread(_Managed):
 
 
 class LatencyProxy(_Managed):
-    """``tests/faultproxy.py`` in front of ``upstream_url`` in a child process, pausing
+    """``tests/latencyproxy.py`` in front of ``upstream_url`` in a child process, pausing
     ``latency_seconds`` before each request."""
 
     def __init__(self, upstream_url: str, latency_seconds: float,
@@ -213,12 +214,13 @@ class LatencyProxy(_Managed):
         self.startup_timeout_seconds = startup_timeout_seconds
         self.endpoint_url = ""
         self.report = ""
-        """The proxy's closing line (JSON: requests seen by operation), after :meth:`stop`."""
+        """The proxy's closing line (JSON: requests ``seen`` by operation, ``peak_pausing``),
+        after :meth:`stop`."""
         self._process: subprocess.Popen[str] | None = None
 
     def start(self) -> LatencyProxy:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "tests.faultproxy", self.upstream_url,
+            [sys.executable, "-m", "tests.latencyproxy", self.upstream_url,
              "--latency-seconds", str(self.latency_seconds)],
             env=_child_env(None), cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True)
