@@ -1,14 +1,16 @@
 """Sessions under ASGI: one uvicorn worker, DynamoDB Local behind a loopback proxy adding a fixed
 latency per call, many concurrent clients - requests per second and p99 latency per side.
 
-Each case starts a latency proxy before DynamoDB Local, a fresh table, and one uvicorn worker
-(its own process; its default loop and HTTP parser, asyncio and h11 unless uvloop / httptools
-are installed) serving the small Django app of ``tests/asgi_django_app.py``.  ``CLIENTS``
-clients, each on its own keep-alive connection with its own session (made in a warm-up that is
-not measured), then send requests for ``MEASURE_SECONDS``: read + write (``/rw``: the counter
-read, then written back plus one) and read-only (``/ro``) in turn.  Each client checks every
-answer: the counter it reads is the number of writes it made, so a lost update or an error
-fails the case.
+Each case (one latency) starts, for each side, a latency proxy before DynamoDB Local, a fresh
+table, and one uvicorn worker (its own process; its default loop and HTTP parser, asyncio and
+h11 unless uvloop / httptools are installed) serving the small Django app of
+``tests/asgi_django_app.py``.  Each side's ``CLIENTS`` clients, each on its own keep-alive
+connection with its own session (made in a warm-up that is not measured), then send requests:
+read + write (``/rw``: the counter read, then written back plus one) and read-only (``/ro``) in
+turn.  The sides measure in turn, in slices (``SLICE_ORDER``: A B B A), while the other
+side's server idles: other work on a shared machine then weighs on both sides alike, rather
+than on whichever side it happened to coincide with.  Each client checks every answer: the
+counter it reads is the number of writes it made, so a lost update or an error fails the case.
 
 The harness is the same for both sides, and as lean as it can be, because on a small machine
 it shares the cores with the server it measures (on 2 cores, every millisecond of CPU the
@@ -53,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import os
@@ -77,9 +80,15 @@ than skips when ``DYNAMO_SESSIONS_REQUIRE_DYNAMODB_LOCAL`` is set)."""
 
 CLIENTS = 64
 LATENCIES_MS = [5, 25]
-MEASURE_SECONDS = 3.0
-SMOKE_SECONDS = 0.3
-"""How long a case measures under ``--benchmark-disable``."""
+SLICE_SECONDS = 1.5
+SLICE_ORDER = ("thread-pool", "native", "native", "thread-pool")
+"""The sides' measuring slices, in turn (A B B A: neither side is always first after the
+other); each side measures ``SLICE_SECONDS`` x 2 in all."""
+SMOKE_SECONDS = 0.15
+"""How long a slice measures under ``--benchmark-disable``."""
+KEEP_ALIVE_SECONDS = 60
+"""uvicorn's keep-alive timeout here (its default, 5 s, would close a side's idle connections
+while the other side measures)."""
 WARMUP_REQUESTS = 2
 """Per client, before measuring: the session's creation and one read (not timed)."""
 REQUEST_TIMEOUT_SECONDS = 30.0
@@ -110,107 +119,74 @@ RESULTS: dict[tuple[str, int], dict[str, float]] = {}
 
 
 @dataclasses.dataclass
-class Run:
-    """One case's clients: their warm-up gate, the deadline, what they measured and saw."""
+class Client:
+    """One client: its keep-alive connection (with its session's cookie), the writes it made,
+    the requests it sent (the next is ``PATHS[sent % 2]``, across slices)."""
 
-    ready: asyncio.Event
-    """Set when every client has warmed up (or failed to)."""
-    start: asyncio.Event
-    deadline: float = 0.0
-    warmed: int = 0
+    connection: Connection
+    writes: int = 0
+    sent: int = 0
+
+
+@dataclasses.dataclass
+class Tally:
+    """What one side's clients measured and saw over its slices."""
+
     latencies: dict[str, list[float]] = dataclasses.field(
         default_factory=lambda: {path: [] for path in PATHS})
     errors: list[str] = dataclasses.field(default_factory=list)
-
-    def arrived(self) -> None:
-        self.warmed += 1
-        if self.warmed == CLIENTS:
-            self.ready.set()
+    elapsed: float = 0.0
+    cpu: dict[str, float] = dataclasses.field(default_factory=dict)
+    """CPU seconds used during the slices, by process (see :data:`PROCESSES`) and machine."""
 
     def requests(self) -> int:
         return sum(len(values) for values in self.latencies.values())
 
 
-async def one_client(url: str, run: Run) -> None:
-    """Warm up (make the session), wait for the start, then alternate /rw and /ro until the
-    deadline; every answer is checked against the writes this client made."""
+async def ask(client: Client, tally: Tally, timed: bool = True) -> bool:
+    """The client's next request, its answer checked against the writes it made; False on
+    error."""
+    path = PATHS[client.sent % 2]
+    client.sent += 1
+    sent = time.perf_counter()
     try:
-        client = await Connection.open(url, REQUEST_TIMEOUT_SECONDS)
+        answer = await client.connection.get(path)
     except OSError as exc:
-        run.errors.append(f"connect: {exc!r}")
-        run.arrived()
-        return
-    writes = 0
-    try:
-        try:
-            for number in range(WARMUP_REQUESTS):
-                path = PATHS[number % 2]
-                answer = await client.get(path)
-                writes += path == "/rw"
-                if answer.status != 200 or answer.body != b"%d" % writes:
-                    run.errors.append(f"warm-up {path}: {answer.status} {answer.body[:80]!r}")
-                    return
-        except OSError as exc:
-            run.errors.append(f"warm-up: {exc!r}")
-            return
-        finally:
-            run.arrived()
-        await run.start.wait()
-        number = 0
-        while time.perf_counter() < run.deadline:
-            path = PATHS[number % 2]
-            number += 1
-            sent = time.perf_counter()
-            try:
-                answer = await client.get(path)
-            except OSError as exc:
-                run.errors.append(f"{path}: {exc!r}")
-                return
-            run.latencies[path].append(time.perf_counter() - sent)
-            writes += path == "/rw"
-            if answer.status != 200 or answer.body != b"%d" % writes:
-                run.errors.append(f"{path}: {answer.status} {answer.body[:80]!r} "
-                                  f"(expected {writes})")
-    finally:
-        client.close()
+        tally.errors.append(f"{path}: {exc!r}")
+        return False
+    if timed:
+        tally.latencies[path].append(time.perf_counter() - sent)
+    client.writes += path == "/rw"
+    if answer.status != 200 or answer.body != b"%d" % client.writes:
+        tally.errors.append(f"{path}: {answer.status} {answer.body[:80]!r} "
+                            f"(expected {client.writes})")
+        return False
+    return True
 
 
-class Load:
-    """``CLIENTS`` clients on one event loop: :meth:`warm_up` (not timed), then :meth:`measure`
-    (timed: ``seconds`` of requests)."""
+async def warm_up(url: str, tally: Tally) -> list[Client]:
+    """``CLIENTS`` connections to ``url``, each with its session (not timed)."""
+    async def one() -> Client:
+        client = Client(await Connection.open(url, REQUEST_TIMEOUT_SECONDS))
+        for _ in range(WARMUP_REQUESTS):
+            if not await ask(client, tally, timed=False):
+                break
+        return client
 
-    def __init__(self, url: str, seconds: float) -> None:
-        self.url = url
-        self.seconds = seconds
-        self.loop = asyncio.new_event_loop()
-        self.run = Run(asyncio.Event(), asyncio.Event())
-        self.tasks: list[asyncio.Task[None]] = []
-        self.elapsed = 0.0
+    return list(await asyncio.gather(*(one() for _ in range(CLIENTS))))
 
-    def warm_up(self) -> None:
-        async def warm_up() -> None:
-            self.tasks = [asyncio.create_task(one_client(self.url, self.run))
-                          for _ in range(CLIENTS)]
-            await asyncio.wait_for(self.run.ready.wait(),
-                                   timeout=REQUEST_TIMEOUT_SECONDS * WARMUP_REQUESTS)
 
-        self.loop.run_until_complete(warm_up())
+async def burst(clients: list[Client], seconds: float, tally: Tally) -> None:
+    """Every client alternates /rw and /ro for ``seconds`` (then finishes the request it is in)."""
+    deadline = time.perf_counter() + seconds
 
-    def measure(self) -> None:
-        async def measure() -> None:
-            began = time.perf_counter()
-            self.run.deadline = began + self.seconds
-            self.run.start.set()
-            await asyncio.gather(*self.tasks)
-            self.elapsed = time.perf_counter() - began
+    async def one(client: Client) -> None:
+        while time.perf_counter() < deadline and await ask(client, tally):
+            pass
 
-        self.loop.run_until_complete(measure())
-
-    def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        self.loop.run_until_complete(asyncio.gather(*self.tasks, return_exceptions=True))
-        self.loop.close()
+    began = time.perf_counter()
+    await asyncio.gather(*(one(client) for client in clients))
+    tally.elapsed += time.perf_counter() - began
 
 
 PROCESSES = ("server", "clients", "proxy", "dynamodb")
@@ -291,55 +267,78 @@ def side_by_side() -> Iterator[None]:
 
 @pytest.mark.dynamodb_local
 @pytest.mark.benchmark(group="asgi")
-@pytest.mark.parametrize("side", SIDES)  # innermost: the sides of one latency run in turn,
-@pytest.mark.parametrize("latency_ms", LATENCIES_MS)  # so a busy machine moves both alike
-def test_asgi_sessions_under_latency(benchmark: Any, warm_dynamodb_local: Any, side: str,
+@pytest.mark.parametrize("latency_ms", LATENCIES_MS)
+def test_asgi_sessions_under_latency(benchmark: Any, warm_dynamodb_local: Any,
                                      latency_ms: int) -> None:
+    """Both sides side by side: a proxy, a table and a server each, measured in turn
+    (``SLICE_ORDER``), so a machine busy with other work weighs on both alike."""
     dynamodb_local = warm_dynamodb_local
-    table = f"bench-asgi-{uuid.uuid4().hex[:12]}"
-    test_fixtures.make_table(local_client(dynamodb_local.endpoint_url), table)
-    seconds = SMOKE_SECONDS if benchmark.disabled else MEASURE_SECONDS
-    with LatencyProxy(dynamodb_local.endpoint_url, latency_ms / 1000) as proxy:
-        env = {"ASGI_APP_ENDPOINT_URL": proxy.endpoint_url, "ASGI_APP_TABLE": table,
-               **SIDES[side].env}
-        with UvicornProcess(SIDES[side].app, env=env) as server:
-            load = Load(server.url, seconds)
-            pids = {"server": server.pid, "clients": os.getpid(), "proxy": proxy.pid,
-                    "dynamodb": dynamodb_local._process.pid}  # the plugin's DynamoDBLocal
-            cpu: list[dict[str, float]] = []
+    slice_seconds = SMOKE_SECONDS if benchmark.disabled else SLICE_SECONDS
+    tallies = {side: Tally() for side in SIDES}
+    clients: dict[str, list[Client]] = {}
+    loop = asyncio.new_event_loop()
+    with contextlib.ExitStack() as stack:
+        proxies, servers = {}, {}
+        for side in SIDES:
+            table = f"bench-asgi-{uuid.uuid4().hex[:12]}"
+            test_fixtures.make_table(local_client(dynamodb_local.endpoint_url), table)
+            proxies[side] = stack.enter_context(
+                LatencyProxy(dynamodb_local.endpoint_url, latency_ms / 1000))
+            env = {"ASGI_APP_ENDPOINT_URL": proxies[side].endpoint_url, "ASGI_APP_TABLE": table,
+                   "UVICORN_TIMEOUT_KEEP_ALIVE": str(KEEP_ALIVE_SECONDS), **SIDES[side].env}
+            servers[side] = stack.enter_context(UvicornProcess(SIDES[side].app, env=env))
 
-            def warm_up() -> None:
-                load.warm_up()
-                cpu.append(cpu_snapshot(pids))
+        def warm() -> None:
+            for side in SIDES:
+                clients[side] = loop.run_until_complete(warm_up(servers[side].url,
+                                                                tallies[side]))
 
-            try:
-                benchmark.pedantic(load.measure, setup=warm_up, rounds=1, iterations=1)
-                cpu.append(cpu_snapshot(pids))
-            finally:
-                load.close()
-            output = server.output()
-    run, elapsed = load.run, load.elapsed
-    assert run.errors == [], (run.errors[:5], output[-2000:])
-    report = json.loads(proxy.report)
-    assert report["failures"] == []
-    assert all(run.latencies[path] for path in PATHS)
-    every = [value for values in run.latencies.values() for value in values]
-    used = {name: cpu[1][name] - cpu[0][name] for name in cpu[0]}
-    figures = {
-        "requests": float(run.requests()),
-        "requests_per_second": run.requests() / elapsed,
+        def measure() -> None:
+            for side in SLICE_ORDER:
+                pids = {"server": servers[side].pid, "clients": os.getpid(),
+                        "proxy": proxies[side].pid,
+                        "dynamodb": dynamodb_local._process.pid}  # the plugin's DynamoDBLocal
+                before = cpu_snapshot(pids)
+                loop.run_until_complete(burst(clients[side], slice_seconds, tallies[side]))
+                after = cpu_snapshot(pids)
+                for name, value in after.items():
+                    tallies[side].cpu[name] = tallies[side].cpu.get(name, 0.0) + (
+                        value - before[name])
+
+        try:
+            benchmark.pedantic(measure, setup=warm, rounds=1, iterations=1)
+        finally:
+            for client in (client for group in clients.values() for client in group):
+                client.connection.close()
+            loop.run_until_complete(asyncio.sleep(0))  # the transports close
+            loop.close()
+        outputs = {side: server.output() for side, server in servers.items()}
+    for side, tally in tallies.items():
+        assert tally.errors == [], (side, tally.errors[:5], outputs[side][-2000:])
+        report = json.loads(proxies[side].report)
+        assert report["failures"] == [], side
+        RESULTS[(side, latency_ms)] = figures = side_figures(tally, report)
+        benchmark.extra_info.update({f"{side}_{name}": value for name, value in figures.items()})
+    benchmark.extra_info.update({"clients": CLIENTS, "latency_ms": latency_ms})
+
+
+def side_figures(tally: Tally, report: dict[str, Any]) -> dict[str, float]:
+    """One side's figures from its tally and its proxy's report."""
+    assert all(tally.latencies[path] for path in PATHS)
+    every = [value for values in tally.latencies.values() for value in values]
+    requests, used = tally.requests(), tally.cpu
+    return {
+        "requests": float(requests),
+        "seconds": tally.elapsed,
+        "requests_per_second": requests / tally.elapsed,
         "p99_ms": p99_ms(every),
-        "p99_rw_ms": p99_ms(run.latencies["/rw"]),
-        "p99_ro_ms": p99_ms(run.latencies["/ro"]),
+        "p99_rw_ms": p99_ms(tally.latencies["/rw"]),
+        "p99_ro_ms": p99_ms(tally.latencies["/ro"]),
         "median_ms": statistics.median(every) * 1000,
-        **{f"{name}_cpu_ms_per_request": used[name] * 1000 / run.requests()
-           for name in PROCESSES},
+        **{f"{name}_cpu_ms_per_request": used[name] * 1000 / requests for name in PROCESSES},
         "others_cpu_ms_per_request": (used["machine"] - sum(used[name] for name in PROCESSES))
-        * 1000 / run.requests(),
-        "busy_cores": used["machine"] / elapsed,
+        * 1000 / requests,
+        "busy_cores": used["machine"] / tally.elapsed,
         "calls_per_request": sum(report["seen"].values())
-        / (run.requests() + CLIENTS * WARMUP_REQUESTS),  # the proxy saw the warm-up's too
+        / (requests + CLIENTS * WARMUP_REQUESTS),  # its proxy saw the warm-up's too
     }
-    RESULTS[(side, latency_ms)] = figures
-    benchmark.extra_info.update({"clients": CLIENTS, "latency_ms": latency_ms,
-                                 "seconds": round(elapsed, 3), **figures})

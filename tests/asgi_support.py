@@ -6,6 +6,7 @@ stopped with bounded waits.
   implementation) serving ``module:attribute`` in a child process, on a listening socket this
   process bound first (so the port is never raced), ``env`` added to the child's environment.
   ``start()`` returns once the server answers HTTP; ``stop()`` ends it (SIGTERM, then SIGKILL).
+  ``UVICORN_TIMEOUT_KEEP_ALIVE`` in ``env`` replaces uvicorn's keep-alive timeout (5 s).
 * :class:`UvicornThread` - the same for an app object, in a thread of this process (for tests
   that look into the app's objects); ``stop()`` asks uvicorn to exit and joins the thread.
 * :class:`LatencyProxy` - ``tests/latencyproxy.py`` in a child process: a fixed pause per
@@ -252,7 +253,9 @@ def serve(app: str, fd: int) -> None:
     import uvicorn
 
     sock = socket.socket(fileno=fd)
-    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, log_level="warning", access_log=False,
+                            timeout_keep_alive=int(os.environ.get("UVICORN_TIMEOUT_KEEP_ALIVE",
+                                                                  "5")))
     uvicorn.Server(config).run(sockets=[sock])
 
 
