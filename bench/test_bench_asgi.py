@@ -33,7 +33,7 @@ machine shows there), the busy cores (all of the machine's CPU time over the cas
 near the core count, requests/s follow the server's share of CPU, not the latency) and the
 DynamoDB calls per request (the warm-up's included, as the proxy counts them all).
 
-Sides (``SIDES``, one parametrize entry each):
+Sides (``SIDES``; both in every case):
 
 * ``thread-pool`` - the engine's async path before the native one
   (``tests/django_threadpool_engine.py``, on a boto3 client of ``ASGI_APP_POOL`` = 64
@@ -44,10 +44,18 @@ Sides (``SIDES``, one parametrize entry each):
   through the async store (aiobotocore, ``MAX_POOL_CONNECTIONS`` = 64 connections), the
   middleware in its async mode - no thread.
 
+What limits each side (measured on 2 cores): ``thread-pool`` holds at most one load per
+executor thread (6 on 2 cores), so at 25 ms it stays near 6 / 27 ms ~ 200 requests/s even on
+an idle machine (its ``busy cores`` below 1); ``native`` is bound by its one event loop's CPU
+(~1.7 ms per request: mostly aiobotocore / botocore building, signing and parsing each call,
+then Django and uvicorn's h11 - Django's ASGI handler also starts and joins a thread per request
+for ``response.close``, on both sides).  At 5 ms both are bound by CPU, so their ratio is about
+that of their CPU per request.
+
     pytest bench/test_bench_asgi.py --benchmark-only -s      # prints the side-by-side table
     pytest bench/test_bench_asgi.py --benchmark-disable      # a short run, as a test
 
-With ``--benchmark-disable`` (how CI runs bench/) each case measures for a fraction of a
+With ``--benchmark-disable`` (how CI runs bench/) each slice measures for a fraction of a
 second: it checks that the harness works, its figures mean little.
 """
 
