@@ -48,9 +48,10 @@ What limits each side (measured on 2 cores): ``thread-pool`` holds at most one l
 executor thread (6 on 2 cores), so at 25 ms it stays near 6 / 27 ms ~ 200 requests/s even on
 an idle machine (its ``busy cores`` below 1); ``native`` is bound by its one event loop's CPU
 (~1.7 ms per request: mostly aiobotocore / botocore building, signing and parsing each call,
-then Django and uvicorn's h11 - Django's ASGI handler also starts and joins a thread per request
-for ``response.close``, on both sides).  At 5 ms both are bound by CPU, so their ratio is about
-that of their CPU per request.
+then Django and uvicorn's h11; and Django's ASGI handler runs ``response.close`` through
+``sync_to_async`` in a context of its own per request, so asgiref starts two threads per
+request - one to run it, one to join that one - on both sides).  At 5 ms both are bound by
+CPU, so their ratio is about that of their CPU per request.
 
     pytest bench/test_bench_asgi.py --benchmark-only -s      # prints the side-by-side table
     pytest bench/test_bench_asgi.py --benchmark-disable      # a short run, as a test
