@@ -7,7 +7,7 @@ h11 unless uvloop / httptools are installed) serving the small Django app of
 ``tests/asgi_django_app.py``.  Each side's ``CLIENTS`` clients, each on its own keep-alive
 connection with its own session (made in a warm-up that is not measured), then send requests:
 read + write (``/rw``: the counter read, then written back plus one) and read-only (``/ro``) in
-turn.  The sides measure in turn, in slices (``SLICE_ORDER``: A B B A), while the other
+turn.  The sides measure in turn, in slices (``SLICE_ORDER``: A B B A A B), while the other
 side's server idles: other work on a shared machine then weighs on both sides alike, rather
 than on whichever side it happened to coincide with.  Each client checks every answer: the
 counter it reads is the number of writes it made, so a lost update or an error fails the case.
@@ -90,9 +90,9 @@ than skips when ``DYNAMO_SESSIONS_REQUIRE_DYNAMODB_LOCAL`` is set)."""
 CLIENTS = 64
 LATENCIES_MS = [5, 25]
 SLICE_SECONDS = 1.5
-SLICE_ORDER = ("thread-pool", "native", "native", "thread-pool")
-"""The sides' measuring slices, in turn (A B B A: neither side is always first after the
-other); each side measures ``SLICE_SECONDS`` x 2 in all."""
+SLICE_ORDER = ("thread-pool", "native", "native", "thread-pool", "thread-pool", "native")
+"""The sides' measuring slices, in turn (A B B A A B: neither side always follows the other);
+each side measures ``SLICE_SECONDS`` x 3 in all."""
 SMOKE_SECONDS = 0.15
 """How long a slice measures under ``--benchmark-disable``."""
 KEEP_ALIVE_SECONDS = 60
