@@ -125,6 +125,8 @@ SIDES = {
     "native": Side("tests.asgi_django_app:application", {"ASGI_APP_ASYNC": "native"}),
 }
 RESULTS: dict[tuple[str, int], dict[str, float]] = {}
+SLICES: dict[tuple[str, int], list[float]] = {}
+"""Requests per second of each side's slices, by (side, latency): how much they swing."""
 
 
 @dataclasses.dataclass
@@ -145,6 +147,8 @@ class Tally:
         default_factory=lambda: {path: [] for path in PATHS})
     errors: list[str] = dataclasses.field(default_factory=list)
     elapsed: float = 0.0
+    slices: list[float] = dataclasses.field(default_factory=list)
+    """Requests per second of each slice."""
     cpu: dict[str, float] = dataclasses.field(default_factory=dict)
     """CPU seconds used during the slices, by process (see :data:`PROCESSES`) and machine."""
 
@@ -193,9 +197,11 @@ async def burst(clients: list[Client], seconds: float, tally: Tally) -> None:
         while time.perf_counter() < deadline and await ask(client, tally):
             pass
 
-    began = time.perf_counter()
+    began, before = time.perf_counter(), tally.requests()
     await asyncio.gather(*(one(client) for client in clients))
-    tally.elapsed += time.perf_counter() - began
+    elapsed = time.perf_counter() - began
+    tally.elapsed += elapsed
+    tally.slices.append((tally.requests() - before) / elapsed)
 
 
 PROCESSES = ("server", "clients", "proxy", "dynamodb")
@@ -270,7 +276,11 @@ def side_by_side() -> Iterator[None]:
                      ("requests_per_second", "p99_ms", "server_cpu_ms_per_request")}
             lines.append(f"native / thread-pool at {latency_ms} ms: requests/s "
                          f"x{ratio['requests_per_second']:.2f}, p99 x{ratio['p99_ms']:.2f}, "
-                         f"server CPU per request x{ratio['server_cpu_ms_per_request']:.2f}")
+                         f"server CPU per request x{ratio['server_cpu_ms_per_request']:.2f}; "
+                         "slices' requests/s: " + ", ".join(
+                             f"{side} " + " ".join(f"{value:.0f}" for value in
+                                                   SLICES[(side, latency_ms)])
+                             for side in ("native", "thread-pool")))
     print("\n" + "\n".join(lines))
 
 
@@ -327,6 +337,7 @@ def test_asgi_sessions_under_latency(benchmark: Any, warm_dynamodb_local: Any,
         report = json.loads(proxies[side].report)
         assert report["failures"] == [], side
         RESULTS[(side, latency_ms)] = figures = side_figures(tally, report)
+        SLICES[(side, latency_ms)] = tally.slices
         benchmark.extra_info.update({f"{side}_{name}": value for name, value in figures.items()})
     benchmark.extra_info.update({"clients": CLIENTS, "latency_ms": latency_ms})
 
