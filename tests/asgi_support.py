@@ -6,11 +6,13 @@ stopped with bounded waits.
   implementation) serving ``module:attribute`` in a child process, on a listening socket this
   process bound first (so the port is never raced), ``env`` added to the child's environment.
   ``start()`` returns once the server answers HTTP; ``stop()`` ends it (SIGTERM, then SIGKILL).
+  ``UVICORN_TIMEOUT_KEEP_ALIVE`` in ``env`` replaces uvicorn's keep-alive timeout (5 s).
 * :class:`UvicornThread` - the same for an app object, in a thread of this process (for tests
   that look into the app's objects); ``stop()`` asks uvicorn to exit and joins the thread.
-* :class:`LatencyProxy` - ``tests/faultproxy.py`` in a child process with a fixed pause per
-  request (a network's round trip): one thread per connection, so concurrent clients do not
-  wait for each other, and the pause costs no CPU of the process under test.
+* :class:`LatencyProxy` - ``tests/latencyproxy.py`` in a child process: a fixed pause per
+  request (a network's round trip) on a timer of one event loop, so concurrent clients do not
+  wait for each other, the pause costs no CPU of the process under test, and a call costs the
+  proxy little CPU (a benchmark on a small machine should measure the server, not the proxy).
 
 All are context managers; their URLs are ``http://127.0.0.1:<port>``.
 """
@@ -44,6 +46,12 @@ def listening_socket() -> socket.socket:
     sock.bind((LOOPBACK, 0))
     sock.listen(1024)
     return sock
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_until_answering(url: str, timeout_seconds: float, alive: Any = None) -> None:
@@ -129,11 +137,14 @@ class UvicornProcess(_Managed):
             raise RuntimeError(f"uvicorn serving {self.app} did not start:\n{output}") from exc
         return self
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
     def cpu_seconds(self) -> float:
         """CPU time (user + system, all threads) the server has used so far (Linux ``/proc``)."""
-        assert self._process is not None
-        fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
     def output(self) -> str:
         """What the server printed so far (warnings and errors: access logs are off)."""
@@ -194,7 +205,7 @@ class UvicornThread(_Managed):
 
 
 class LatencyProxy(_Managed):
-    """``tests/faultproxy.py`` in front of ``upstream_url`` in a child process, pausing
+    """``tests/latencyproxy.py`` in front of ``upstream_url`` in a child process, pausing
     ``latency_seconds`` before each request."""
 
     def __init__(self, upstream_url: str, latency_seconds: float,
@@ -204,12 +215,13 @@ class LatencyProxy(_Managed):
         self.startup_timeout_seconds = startup_timeout_seconds
         self.endpoint_url = ""
         self.report = ""
-        """The proxy's closing line (JSON: requests seen by operation), after :meth:`stop`."""
+        """The proxy's closing line (JSON: requests ``seen`` by operation, ``peak_pausing``),
+        after :meth:`stop`."""
         self._process: subprocess.Popen[str] | None = None
 
     def start(self) -> LatencyProxy:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "tests.faultproxy", self.upstream_url,
+            [sys.executable, "-m", "tests.latencyproxy", self.upstream_url,
              "--latency-seconds", str(self.latency_seconds)],
             env=_child_env(None), cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True)
@@ -221,6 +233,11 @@ class LatencyProxy(_Managed):
             raise RuntimeError(f"the latency proxy did not start (it printed {line!r})")
         self.endpoint_url = line.strip()
         return self
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
 
     def stop(self) -> None:
         process, self._process = self._process, None
@@ -236,7 +253,9 @@ def serve(app: str, fd: int) -> None:
     import uvicorn
 
     sock = socket.socket(fileno=fd)
-    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, log_level="warning", access_log=False,
+                            timeout_keep_alive=int(os.environ.get("UVICORN_TIMEOUT_KEEP_ALIVE",
+                                                                  "5")))
     uvicorn.Server(config).run(sockets=[sock])
 
 
