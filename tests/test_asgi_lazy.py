@@ -105,3 +105,21 @@ def test_the_load_option_is_checked() -> None:
                              load="eager").lazy is False
     assert SessionMiddleware(app, config=SessionConfig(locking="none")).lazy is True
     assert SessionMiddleware(app, config=SessionConfig(), load="eager").lazy is False
+
+
+@pytest.mark.parametrize("path", ["/session", "/session-from-a-thread", "/session-loaded"])
+def test_a_first_read_that_fails_is_an_error_never_an_empty_session(serve: Any,
+                                                                     path: str) -> None:
+    """DynamoDB answers 500 to every attempt of the read: the view fails (500), nothing is
+    written, the stored session is as it was and the next request reads it."""
+    served = serve(config_options={"boto_max_attempts": 2})
+    with served.client() as client:
+        sid = cookie_of(client.post("/cart/a"))
+        served.proxy.script("http500", "GetItem", 2)
+        before = served.calls()
+        failed = client.get(path)
+        assert failed.status_code == 500 and "set-cookie" not in failed.headers
+        assert served.calls() - before == {"GetItem": 2}  # no write
+        assert served.proxy.counts()["http500"] == 2
+        assert client.get(path).json() == {"cart": ["a"]}
+    assert served.data(sid) == {"cart": ["a"]}
