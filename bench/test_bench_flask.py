@@ -56,7 +56,8 @@ STUB_ENDPOINT = "http://127.0.0.1:9"
 
 
 class StubDynamoDB:
-    """Answers GetItem / UpdateItem / DeleteItem / table calls from a dict (bench only)."""
+    """Answers GetItem / UpdateItem / DeleteItem / DescribeEndpoints / table calls from a dict
+    (bench only)."""
 
     def __init__(self) -> None:
         self.items: dict[str, dict[str, Any]] = {}
@@ -103,6 +104,10 @@ class StubDynamoDB:
     def DeleteItem(self, body: dict[str, Any]) -> dict[str, Any]:
         self.items.pop(self._key(body), None)
         return {}
+
+    def DescribeEndpoints(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A store's first write learns DynamoDB's clock from this answer's ``Date``."""
+        return {"Endpoints": [{"Address": "stub", "CachePeriodInMinutes": 1440}]}
 
     def CreateTable(self, body: dict[str, Any]) -> dict[str, Any]:
         return {"TableDescription": {"TableName": body["TableName"], "TableStatus": "ACTIVE"}}
