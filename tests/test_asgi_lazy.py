@@ -123,3 +123,37 @@ def test_a_first_read_that_fails_is_an_error_never_an_empty_session(serve: Any,
         assert served.proxy.counts()["http500"] == 2
         assert client.get(path).json() == {"cart": ["a"]}
     assert served.data(sid) == {"cart": ["a"]}
+
+
+def test_what_the_app_sets_in_the_scope_shows_to_the_middleware_around_it() -> None:
+    """The app gets a copy of the scope; a router's keys (``path_params``, ...) still
+    reach an outer middleware - at the response's start and after the app - as they do around
+    Starlette's own ``SessionMiddleware``, which sets ``scope["session"]`` in place."""
+    from starlette.middleware import Middleware
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    seen: dict[str, Any] = {}
+
+    async def hello(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("hi")  # no cookie, untouched: no DynamoDB call
+
+    def outer(app: Any) -> Any:
+        async def middleware(scope: Any, receive: Any, send: Any) -> None:
+            async def watching_send(message: Any) -> None:
+                if message["type"] == "http.response.start":
+                    seen["at start"] = scope.get("path_params")
+                await send(message)
+
+            await app(scope, receive, watching_send)
+            if scope["type"] == "http":
+                seen["after"] = scope.get("path_params")
+        return middleware
+
+    app = Starlette(routes=[Route("/hello/{name}", hello)],
+                    middleware=[Middleware(outer), Middleware(
+                        SessionMiddleware, config=SessionConfig(region_name="us-east-1"))])
+    with TestClient(app) as client:
+        assert client.get("/hello/you").text == "hi"
+    assert seen == {"at start": {"name": "you"}, "after": {"name": "you"}}

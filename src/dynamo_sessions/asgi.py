@@ -78,10 +78,13 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class _SessionScope(dict[str, Any]):
-    """The scope the app is given: a copy of the server's (as the ASGI spec asks of a middleware
-    that adds keys) whose ``scope["session"]`` reads a pending session on first use - so that
-    ``request.session`` (Starlette, FastAPI, Litestar) hands out a filled ``dict`` even to a C
-    JSON encoder (``json``, msgspec), which reads a ``dict``'s storage, not its methods."""
+    """The scope the app is given: a copy of the server's whose ``scope["session"]`` reads a
+    pending session on first use - so that ``request.session`` (Starlette, FastAPI, Litestar)
+    hands out a filled ``dict`` even to a C JSON encoder (``json``, msgspec), which reads a
+    ``dict``'s storage, not its methods.  What the app sets in it (a router's ``route``,
+    ``endpoint``, path params) is copied back to the server's scope when the response starts
+    and when the app returns, as a middleware that sets ``scope["session"]`` in place shows
+    it to the middleware around it."""
 
     def __getitem__(self, key: str) -> Any:
         value = dict.__getitem__(self, key)
@@ -210,7 +213,7 @@ class SessionMiddleware:
         except SessionBusy:
             await self._busy(send)
             return
-        scope = _SessionScope(scope, session=session)
+        outer, scope = scope, _SessionScope(scope, session=session)
         replaced = False
 
         async def send_with_session(message: Message) -> None:
@@ -218,6 +221,7 @@ class SessionMiddleware:
             if replaced:
                 return  # the app's answer was replaced by a 503: its body goes nowhere
             if message["type"] == "http.response.start":
+                outer.update(scope)  # what the app set (a route, path params) shows outside too
                 try:
                     headers = await self._finish(scope, session)
                 except SessionBusy:
@@ -232,7 +236,10 @@ class SessionMiddleware:
         except BaseException:
             await shielded(request.arelease())
             raise
-        await shielded(request.arelease())  # an app that never answered: nothing to save
+        finally:
+            outer.update(scope)
+        if request.loaded:  # never read: it holds nothing to give back
+            await shielded(request.arelease())  # an app that never answered: nothing saved
 
     async def _finish(self, scope: _SessionScope, session: Session) -> list[tuple[bytes, bytes]]:
         """Save the session (the app is about to answer); its response headers."""
@@ -243,7 +250,7 @@ class SessionMiddleware:
         if session.modified or request.loaded:  # carried over whole: in-place changes too
             request.clear()
             request.update(session)
-        await shielded(request.asave())
+            await shielded(request.asave())  # (never read nor changed: nothing to save)
         if session.accessed and not request.loaded:
             headers = [("Vary", "Cookie")]
         else:
@@ -268,7 +275,11 @@ class SessionMiddleware:
         finally:
             if not self.lazy:
                 await shielded(request.arelease())  # read now: no lock kept for the socket
-        await self.app(_SessionScope(scope, session=session), receive, send)
+        inner = _SessionScope(scope, session=session)
+        try:
+            await self.app(inner, receive, send)
+        finally:
+            scope.update(inner)  # what the app set shows outside too, as if set in place
 
 
 def session_of(scope: Scope) -> Session:
