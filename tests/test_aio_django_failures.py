@@ -33,7 +33,7 @@ from .test_faults import _no_retry_sleep as _no_retry_sleep  # noqa: E402
 from .test_reliability_faults import LOST, READ_TIMEOUT_SECONDS, unlocked  # noqa: E402
 from .web_support import unique_name  # noqa: E402
 
-pytestmark = pytest.mark.dynamodb_local
+pytestmark = [pytest.mark.dynamodb_local, pytest.mark.slow]  # read timeouts: CI runs it once
 
 django_table = checks.table_fixture("django_table", "aio-django-failures")
 urlpatterns = [path("rw", read_write)]

@@ -42,7 +42,7 @@ from .test_reliability_faults import (
 from .test_reliability_faults import setup as setup  # the fixture
 from .test_transport_aio import settle
 
-pytestmark = pytest.mark.dynamodb_local
+pytestmark = [pytest.mark.dynamodb_local, pytest.mark.slow]  # read timeouts: CI runs it once
 
 MODES = ["none", "pessimistic", "optimistic"]
 

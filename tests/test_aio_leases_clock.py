@@ -40,7 +40,7 @@ from .test_lease_clock import MINUTE, server_date, set_expires, skewed
 from .test_malformed_items import HOSTILE, LIVE
 from .test_transport_aio import settle as until  # bounded: waits on counts, not times
 
-pytestmark = pytest.mark.dynamodb_local
+pytestmark = [pytest.mark.dynamodb_local, pytest.mark.slow]  # read timeouts: CI runs it once
 
 MODES = ["none", "pessimistic", "optimistic"]
 LEASE_SECONDS = 2.0

@@ -20,7 +20,7 @@ from .test_faults import ATTEMPTS, DATA_WRITE, LOCK_TAKE
 from .test_faults import _no_retry_sleep as _no_retry_sleep  # botocore retries at once
 from .test_reliability_faults import LOST, READ_TIMEOUT_SECONDS, unlocked
 
-pytestmark = pytest.mark.dynamodb_local
+pytestmark = [pytest.mark.dynamodb_local, pytest.mark.slow]  # read timeouts: CI runs it once
 
 COOKIE = "session"
 quart_table = checks.table_fixture("quart_table", "aio-quart-failures")
