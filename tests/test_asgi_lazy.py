@@ -7,8 +7,10 @@ blocking by ``await load_session(request)``; JSON encoders that read a ``dict``'
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 
@@ -132,7 +134,6 @@ def test_what_the_app_sets_in_the_scope_shows_to_the_middleware_around_it() -> N
     from starlette.middleware import Middleware
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
-    from starlette.testclient import TestClient
 
     seen: dict[str, Any] = {}
 
@@ -154,6 +155,10 @@ def test_what_the_app_sets_in_the_scope_shows_to_the_middleware_around_it() -> N
     app = Starlette(routes=[Route("/hello/{name}", hello)],
                     middleware=[Middleware(outer), Middleware(
                         SessionMiddleware, config=SessionConfig(region_name="us-east-1"))])
-    with TestClient(app) as client:
-        assert client.get("/hello/you").text == "hi"
+    async def get() -> str:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return (await client.get("/hello/you")).text
+
+    assert asyncio.run(get()) == "hi"
     assert seen == {"at start": {"name": "you"}, "after": {"name": "you"}}
