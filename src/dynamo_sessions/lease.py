@@ -20,6 +20,7 @@ released): such a lock lapses within one lease, as a crashed holder's does.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import threading
 import time
@@ -55,8 +56,6 @@ class Held:
     due: float
     renew_until: float
     label: str
-    in_flight: bool = False
-    """A renewal of it was sent and not answered yet (the sync renewer's own flag)."""
 
     @classmethod
     def taken(cls, store: Any, owner: Any, key: str, token: str, lease_seconds: float,
@@ -78,6 +77,12 @@ class RenewalRules:
     renewed: int
     lost: int
     failed: int
+
+    @staticmethod
+    def in_flight(held: Held) -> None:
+        """A renewal of ``held`` is sent: it is due again only once answered or failed
+        (:meth:`renewal_answered`, :meth:`renewal_failed` set its next due time)."""
+        held.due = math.inf
 
     def begin_renewal(self, held: Held) -> tuple[float, Any]:
         """``(sent, owner)`` for renewing ``held`` now - or ``owner`` None when it was dropped
@@ -169,32 +174,27 @@ class LeaseRenewer(RenewalRules):
             with self._cond:
                 due = self._due()
                 for held in due:
-                    held.in_flight = True
+                    self.in_flight(held)
             for held in due:  # each on a thread of its own: a hung one holds back no other
-                threading.Thread(target=self._renew_in_flight, args=(held,), daemon=True,
+                threading.Thread(target=self._renew_and_wake, args=(held,), daemon=True,
                                  name="dynamo-sessions-lease-renewal").start()
 
     def _due(self) -> list[Held]:
-        """Wait (under the condition) until some lease not being renewed is due; those."""
+        """Wait (under the condition) until some lease is due; return those."""
         while True:
-            waiting = [held for held in self._held.values() if not held.in_flight]
-            if not waiting:
-                self._cond.wait()
-                continue
             now = self.monotonic()
-            first = min(held.due for held in waiting)
+            first = min((held.due for held in self._held.values()), default=math.inf)
             if first > now:
-                self._cond.wait(first - now)
+                self._cond.wait(None if first == math.inf else first - now)
                 continue
-            return [held for held in waiting if held.due <= now]
+            return [held for held in self._held.values() if held.due <= now]
 
-    def _renew_in_flight(self, held: Held) -> None:
+    def _renew_and_wake(self, held: Held) -> None:
         try:
             self._renew(held)
         finally:
             with self._cond:
-                held.in_flight = False
-                self._cond.notify()
+                self._cond.notify()  # its next due time is known now
 
     def _renew(self, held: Held) -> None:
         sent, owner = self.begin_renewal(held)

@@ -362,4 +362,3 @@ class Pessimistic(NoLocking):
                                  "lease", log_id(session.session_id))
                 session.lock_token = None
                 return
-

@@ -250,7 +250,7 @@ class AsyncLeaseRenewer(RenewalRules):
                 for held in [held for held in self._held.values() if held.due <= now]:
                     # Each renewal in a task of its own: one that hangs (its read timeout,
                     # botocore's retries) holds back no other lease falling due meanwhile.
-                    held.due = math.inf  # in flight: due again once answered or failed
+                    self.in_flight(held)
                     renewal = asyncio.ensure_future(self._renew(held))
                     self._renewing.add(renewal)
                     renewal.add_done_callback(self._renewed)
@@ -329,6 +329,7 @@ def _session(profile_name: str | None) -> Any:
     return sessions[profile_name]
 
 
+@functools.cache
 def _bounded_pool_session() -> type[Any]:
     """aiobotocore's HTTP session whose wait for one of its pooled connections is bounded by
     the connect timeout too (aiohttp's ``connect``: pool wait + connection), as a sync
