@@ -202,7 +202,7 @@ class SessionMiddleware:
             return Session(request, {}, read_only)
         if self.lazy:
             run: Run = self.blocking.for_loop(asyncio.get_running_loop())
-            return Session(request, {}, read_only, pending=True, run=run)
+            return Session(request, {}, read_only, run=run)
         await request.aopen()
         return Session(request, request.copy(), read_only)
 

@@ -25,15 +25,15 @@ Run = Callable[[Operation[None]], None]
 
 
 class Session(dict[str, Any]):
-    """``scope["session"]``: the session's data, read on first use when ``pending``."""
+    """``scope["session"]``: the session's data; with ``run`` (how a sync first use carries
+    the read), a pending session, read on first use."""
 
     def __init__(self, request: RequestSession, data: Mapping[str, Any],
-                 read_only: bool = False, *, pending: bool = False,
-                 run: Run | None = None) -> None:
+                 read_only: bool = False, *, run: Run | None = None) -> None:
         super().__init__(data)
         self.request = request
         self.read_only = read_only
-        self.pending = pending
+        self.pending = run is not None
         """The request names a stored session not read yet: the first use reads it."""
         self.accessed = False
         self.modified = False
@@ -42,12 +42,8 @@ class Session(dict[str, Any]):
     # --- reading --------------------------------------------------------------------------
 
     def fill(self) -> None:
-        if self.pending:
-            if self._run is None:
-                raise RuntimeError("this session has no way to be read from sync code: "
-                                   "await session.load() first")
-            data = self.request.open_with(self._run)
-            self._take(data)
+        if self._run is not None and self.pending:
+            self._take(self.request.open_with(self._run))
 
     def _take(self, data: Mapping[str, Any]) -> None:
         if self.pending:
